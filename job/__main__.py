@@ -1,0 +1,5 @@
+"""`python -m job` is the same as the `migrate-job` command."""
+
+from job.cli import main
+
+raise SystemExit(main())

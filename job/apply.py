@@ -1,0 +1,385 @@
+"""Execute a plan.
+
+Transactional migration: one message = one network round trip:
+    BEGIN; SET LOCAL lock_timeout …; <statements>; INSERT history row; COMMIT;
+The history row commits atomically with the migration. A file's own BEGIN/COMMIT are dropped
+(its body joins our transaction). A lock timeout (55P03) rolls back and is retried with
+exponential backoff and full jitter.
+
+Non-transactional migration (CONCURRENTLY, VACUUM, ...): statement by statement in autocommit,
+recording `running` first, progress after each statement, then `applied` — or `failed` with the
+statement index and error, which the next run reports and `repair` resolves.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import errors as pgerrors
+
+from job import history
+from job.config import Settings, parse_duration
+from job.db import Connection, ScriptResult, is_connection_lost, run_script
+from job.errors import DatabaseUnreachable, Interrupted, MigrationFailed, SourceError
+from job.history import HistoryTable
+from job.report import Log
+from job.source import Migration, Section
+from job.sqlscan import Statement
+
+_DROPPED_TX = {"begin", "start", "commit"}
+_FORBIDDEN_TX = {"rollback", "prepare", "commit_prepared", "rollback_prepared"}
+
+
+# ---------------------------------------------------------------------------- pure: scripts
+
+
+def statements_for(
+    m: Migration, section: Section | None = None, *, transactional: bool | None = None
+) -> list[Statement]:
+    """The statements to run for a section, checked for what the chosen mode cannot do.
+
+    Raises SourceError (exit 4, before anything runs) for a syntax error, COPY FROM STDIN,
+    ROLLBACK/PREPARE TRANSACTION in a file, or a non-transactional statement forced into a
+    transaction.
+    """
+    sec = section or m.up
+    tx = m.transactional if transactional is None else transactional
+    out: list[Statement] = []
+    for s in sec.statements:
+        line, _ = sec.location(s.offset)
+        where = f"{sec.path}:{line}"
+        if s.kind == "CopyStmt" and "stdin" in s.text.lower():
+            raise SourceError(
+                f"{where}: COPY … FROM STDIN is a psql feature; use INSERT or a file on the server",
+                file=str(sec.path),
+                line=line,
+            )
+        if s.transaction_control in _FORBIDDEN_TX:
+            raise SourceError(
+                f"{where}: {s.text.split()[0].upper()} in a migration file is not supported",
+                file=str(sec.path),
+                line=line,
+            )
+        if tx:
+            if s.transaction_control in _DROPPED_TX:
+                continue
+            if s.non_transactional:
+                raise SourceError(
+                    f"{where}: this statement cannot run inside a transaction block, but the migration is "
+                    "forced transactional (remove `-- migrate-job: transaction=on`)",
+                    file=str(sec.path),
+                    line=line,
+                )
+        out.append(s)
+    return out
+
+
+def _ms(value: str | None, default: float) -> int:
+    return round((parse_duration(value) if value is not None else default) * 1000)
+
+
+def timeouts_ms(m: Migration, settings: Settings) -> tuple[int, int]:
+    """(lock_timeout, statement_timeout) in ms for this file: directive > setting. 0 = none."""
+    return (
+        _ms(m.directives.lock_timeout, settings.lock_timeout),
+        _ms(m.directives.statement_timeout, settings.statement_timeout),
+    )
+
+
+@dataclass(frozen=True)
+class Script:
+    """The one-message script of a transactional migration, with where each statement sits in it."""
+
+    text: str
+    prefix_results: int  # results produced before the first migration statement (BEGIN, SETs)
+    pieces: tuple[tuple[int, Statement], ...]  # (offset in text, statement)
+
+    def locate(self, position: int) -> tuple[int, Statement, int] | None:
+        """Map a server error position (1-based, characters) to (index, statement, offset in it)."""
+        pos = position - 1
+        for index, (start, stmt) in enumerate(self.pieces):
+            if start <= pos < start + len(stmt.text) + 2:
+                return index, stmt, pos - start
+        return None
+
+
+def tx_script(stmts: list[Statement], lock_ms: int, statement_ms: int, tail: list[str]) -> Script:
+    parts = [
+        "BEGIN;",
+        f"SET LOCAL lock_timeout = {lock_ms};",
+        f"SET LOCAL statement_timeout = {statement_ms};",
+    ]
+    text = "\n".join(parts) + "\n"
+    pieces: list[tuple[int, Statement]] = []
+    for s in stmts:
+        pieces.append((len(text), s))
+        text += s.terminated + "\n"
+    text += "".join(t + ";\n" for t in tail) + "COMMIT;"
+    return Script(text, len(parts), tuple(pieces))
+
+
+# ---------------------------------------------------------------------------- running
+
+
+@dataclass
+class Outcome:
+    migration: Migration
+    elapsed_ms: int
+    attempts: int = 1
+
+
+@dataclass
+class Runner:
+    conn: Connection
+    settings: Settings
+    table: HistoryTable
+    log: Log
+    run_id: str
+    batch: int
+    check_lock: Callable[[], None] = lambda: None
+    blockers: Callable[[int], list[dict[str, Any]]] | None = None
+    applied: list[Outcome] = field(default_factory=list)
+    current: Migration | None = None
+
+    def row(self, m: Migration, kind: str) -> dict[str, Any]:
+        return {
+            "version": m.key,
+            "name": m.name,
+            "checksum": m.checksum,
+            "kind": kind,
+            "applied_by": self.settings.applied_by,
+            "batch": self.batch,
+            "source": "migrate-job",
+            "run_id": self.run_id,
+        }
+
+    def apply_all(self, pending: tuple[Migration, ...] | list[Migration]) -> list[Outcome]:
+        for m in pending:
+            self.check_lock()
+            self.current = m
+            outcome = self.apply_tx(m) if m.transactional else self.apply_nontx(m)
+            self.current = None
+            self.applied.append(outcome)
+            self.log.info(
+                "migration.applied",
+                version=m.key,
+                name=m.name,
+                file=m.filename,
+                transactional=m.transactional,
+                duration_ms=outcome.elapsed_ms,
+                attempts=outcome.attempts,
+            )
+        return self.applied
+
+    # -- transactional -----------------------------------------------------------------
+
+    def apply_tx(self, m: Migration) -> Outcome:
+        stmts = statements_for(m)
+        lock_ms, stmt_ms = timeouts_ms(m, self.settings)
+        script = tx_script(stmts, lock_ms, stmt_ms, [history.applied_row_sql(self.table, self.row(m, "transactional"))])
+        attempt = 0
+        while True:
+            attempt += 1
+            started = time.monotonic()
+            watcher = _BlockerWatcher(self, lock_ms) if lock_ms and self.blockers else None
+            try:
+                result = run_script(self.conn, script.text)
+            except Interrupted:
+                self._rollback_quietly()
+                raise
+            except psycopg.OperationalError as exc:
+                raise self._lost(m, exc) from None
+            finally:
+                if watcher:
+                    watcher.stop()
+            elapsed = round((time.monotonic() - started) * 1000)
+            if result.error is None:
+                return Outcome(m, elapsed, attempt)
+            self._rollback_quietly()
+            err = result.error
+            if isinstance(err, pgerrors.LockNotAvailable) and attempt <= self.settings.lock_retries:
+                delay = random.uniform(0, min(30.0, 0.5 * 2 ** (attempt - 1)))
+                self.log.warning(
+                    "migration.lock_timeout",
+                    version=m.key,
+                    file=m.filename,
+                    attempt=attempt,
+                    retries=self.settings.lock_retries,
+                    lock_timeout_ms=lock_ms,
+                    retry_in_s=round(delay, 2),
+                    blockers=watcher.found if watcher else [],
+                )
+                time.sleep(delay)
+                continue
+            if is_connection_lost(err, self.conn):
+                raise self._lost(m, err) from None
+            raise self._failure(m, m.up, script, result, err, attempts=attempt)
+
+    def _rollback_quietly(self) -> None:
+        try:
+            if not self.conn.closed and self.conn.pgconn.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                self.conn.execute("ROLLBACK")
+        except psycopg.Error:
+            pass  # keep the original error primary
+
+    def _lost(self, m: Migration, exc: BaseException) -> DatabaseUnreachable:
+        text = " ".join(str(exc).split())
+        return DatabaseUnreachable(
+            f"connection lost while applying {m.filename}: {text}; the migration was rolled back by the server",
+            version=m.key,
+            file=str(m.path),
+        )
+
+    def _failure(
+        self,
+        m: Migration,
+        sec: Section,
+        script: Script,
+        result: ScriptResult,
+        err: pgerrors.Error,
+        *,
+        attempts: int,
+    ) -> MigrationFailed:
+        diag = err.diag
+        index = max(0, result.completed - script.prefix_results)
+        stmt: Statement | None = script.pieces[index][1] if index < len(script.pieces) else None
+        offset_in_stmt = 0
+        if diag.statement_position:
+            located = script.locate(int(diag.statement_position))
+            if located:
+                index, stmt, offset_in_stmt = located
+        return _failure_error(
+            m,
+            sec,
+            stmt,
+            index,
+            offset_in_stmt,
+            err,
+            attempts=attempts,
+            lock_exhausted=isinstance(err, pgerrors.LockNotAvailable),
+        )
+
+    # -- non-transactional -------------------------------------------------------------
+
+    def apply_nontx(self, m: Migration, *, start_at: int = 0) -> Outcome:
+        stmts = statements_for(m)
+        lock_ms, stmt_ms = timeouts_ms(m, self.settings)
+        row = self.row(m, "non_transactional")
+        row["statements_done"] = start_at
+        started = time.monotonic()
+        try:
+            history.record_started(self.conn, self.table, row)
+            self.conn.execute(f"SET lock_timeout = {lock_ms}; SET statement_timeout = {stmt_ms}")
+        except psycopg.OperationalError as exc:
+            raise self._lost(m, exc) from None
+        done = start_at
+        for index in range(start_at, len(stmts)):
+            stmt = stmts[index]
+            self.check_lock()
+            try:
+                result = run_script(self.conn, stmt.text)
+            except Interrupted as exc:
+                self._record_failed(m, done, f"interrupted by signal {exc.signum}")
+                raise
+            except psycopg.OperationalError as exc:
+                raise self._lost(m, exc) from None
+            if result.error is not None:
+                err = result.error
+                if is_connection_lost(err, self.conn):
+                    raise self._lost(m, err) from None
+                self._rollback_quietly()
+                self._record_failed(m, done, f"{err.sqlstate}: {_first_line(err)}")
+                pos = int(err.diag.statement_position) - 1 if err.diag.statement_position else 0
+                raise _failure_error(m, m.up, stmt, index, pos, err, attempts=1, nontx=True)
+            done = index + 1
+            if self.conn.pgconn.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+                history.record_progress(self.conn, self.table, m.key, done)
+        elapsed = round((time.monotonic() - started) * 1000)
+        history.record_finished(self.conn, self.table, m.key, done, elapsed)
+        self.conn.execute("RESET lock_timeout; RESET statement_timeout")
+        return Outcome(m, elapsed)
+
+    def _record_failed(self, m: Migration, done: int, error: str) -> None:
+        try:
+            self._rollback_quietly()
+            history.record_failed(self.conn, self.table, m.key, done, error)
+        except psycopg.Error as exc:  # keep the original error primary
+            self.log.error("history.write_failed", version=m.key, error=_first_line(exc))
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _failure_error(
+    m: Migration,
+    sec: Section,
+    stmt: Statement | None,
+    index: int,
+    offset_in_stmt: int,
+    err: pgerrors.Error,
+    *,
+    attempts: int,
+    nontx: bool = False,
+    lock_exhausted: bool = False,
+) -> MigrationFailed:
+    diag = err.diag
+    if stmt is not None:
+        line, col = sec.location(stmt.offset + offset_in_stmt)
+    else:
+        line, col = 1, 1
+    what = (
+        f"lock_timeout hit {attempts} time(s); gave up after MIGRATE_LOCK_RETRIES retries "
+        "(a long transaction holds a conflicting lock)"
+        if lock_exhausted
+        else _first_line(err)
+    )
+    state = "recorded as failed" if nontx else "rolled back"
+    message = f"{sec.path}:{line}:{col}: migration {m.key} failed ({state}): {err.sqlstate} {what}"
+    return MigrationFailed(
+        message,
+        version=m.key,
+        file=str(sec.path),
+        line=line,
+        column=col,
+        statement=index + 1,
+        sqlstate=err.sqlstate,
+        pg_message=_first_line(err),
+        detail=diag.message_detail,
+        hint=diag.message_hint,
+        attempts=attempts,
+    )
+
+
+class _BlockerWatcher:
+    """While a migration waits on a lock, ask (on the lock connection) who blocks it.
+
+    Starts after half the lock_timeout so fast migrations cost nothing; the answer is logged with
+    the lock-timeout retry.
+    """
+
+    def __init__(self, runner: Runner, lock_ms: int) -> None:
+        self.found: list[dict[str, Any]] = []
+        self._stop = threading.Event()
+        self._runner = runner
+        self._pid = runner.conn.info.backend_pid
+        self._thread = threading.Thread(target=self._run, args=(lock_ms / 2000,), daemon=True)
+        self._thread.start()
+
+    def _run(self, delay: float) -> None:
+        if self._stop.wait(delay) or self._runner.blockers is None:
+            return
+        try:
+            self.found = self._runner.blockers(self._pid)
+        except Exception:  # best effort: never disturb the migration
+            self.found = []
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)

@@ -1,0 +1,206 @@
+"""Command line: parse argv, build the frozen Settings, call one command, map errors to exit codes.
+
+Job commands (migrate, ...) log JSON lines to stdout. Report commands (status, validate, create,
+migrate --dry-run) print their result on stdout and log to stderr, so their output stays parseable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from job import __version__
+from job.errors import EXIT_CODE_HELP, ConfigError, ExitCode, Interrupted, JobError
+
+SETTINGS_HELP = """\
+settings (environment variables; CLI flags win over them):
+  DATABASE_URL / MIGRATE_DATABASE_URL  target database (URL or conninfo); or the libpq PG* variables
+  MIGRATE_DIR                  migrations folder (default ./migrations)            [--dir]
+  MIGRATE_FORMAT               auto|numbered|golang|flyway (default auto)          [--layout]
+  MIGRATE_HISTORY_SCHEMA       schema of the history table (default public)
+  MIGRATE_HISTORY_TABLE        history table (default migrate_job_history)
+  MIGRATE_LOCK_WAIT_TIMEOUT    wait for the advisory lock (default 10m)
+  MIGRATE_LOCK_TIMEOUT         lock_timeout for each migration (default 5s)
+  MIGRATE_LOCK_RETRIES         retries after a lock timeout (default 10)
+  MIGRATE_STATEMENT_TIMEOUT    statement_timeout for migrations (default 0 = off)
+  MIGRATE_CONNECT_TIMEOUT      keep retrying to connect for this long (default 60s)
+  MIGRATE_ALLOW_OUT_OF_ORDER   apply pending versions lower than the highest applied
+  MIGRATE_TARGET               apply up to and including this version           [--target]
+  MIGRATE_APPLIED_BY           identity recorded in history (default user@host)
+  MIGRATE_LOG_FORMAT           auto|json|console (default auto: console on a TTY)
+  MIGRATE_LOG_LEVEL            debug|info|warning|error (default info)
+  MIGRATE_ENV                  environment name (default dev)
+durations accept 30, 500ms, 5s, 10m, 1h."""
+
+
+def _common(argument_default: Any = argparse.SUPPRESS) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False, argument_default=argument_default)
+    p.add_argument("--dir", type=Path, help="migrations folder (MIGRATE_DIR, default ./migrations)")
+    p.add_argument(
+        "--layout",
+        dest="format",
+        choices=["auto", "numbered", "golang", "flyway"],
+        help="folder layout (MIGRATE_FORMAT, default auto)",
+    )
+    p.add_argument("--history-table", help="history table name (MIGRATE_HISTORY_TABLE)")
+    p.add_argument("--history-schema", help="history table schema (MIGRATE_HISTORY_SCHEMA)")
+    p.add_argument("--log-format", choices=["auto", "json", "console"], help="MIGRATE_LOG_FORMAT")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="MIGRATE_LOG_LEVEL")
+    p.add_argument("--lock-wait-timeout", help="how long to wait for the advisory lock (MIGRATE_LOCK_WAIT_TIMEOUT)")
+    p.add_argument("--connect-timeout", help="how long to retry connecting (MIGRATE_CONNECT_TIMEOUT)")
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common()
+    parser = argparse.ArgumentParser(
+        prog="migrate-job",
+        description="Apply PostgreSQL schema migrations safely, once, from a deploy job or a laptop.",
+        epilog=EXIT_CODE_HELP + "\n\n" + SETTINGS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[common],
+    )
+    parser.add_argument("--version", action="version", version=f"migrate-job {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            parents=[common],
+            epilog=EXIT_CODE_HELP,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+
+    p = add("migrate", "apply pending migrations (the default command)")
+    p.add_argument("--dry-run", action="store_true", default=None, help="print the plan and SQL; change nothing")
+    p.add_argument("--target", help="apply up to and including this version")
+    p.add_argument(
+        "--allow-out-of-order",
+        action="store_true",
+        default=None,
+        help="apply pending versions lower than the highest applied one",
+    )
+
+    p = add("status", "show every migration with its state")
+    p.add_argument("--format", dest="output", choices=["table", "json"], default="table", help="output format")
+
+    p = add("validate", "check files and history; exit 4 on any problem")
+    p.add_argument("--allow-out-of-order", action="store_true", default=None)
+
+    p = add("create", "write a new migration file with the next version")
+    p.add_argument("name", help="what the migration does, e.g. add_user_email")
+    return parser
+
+
+_SETTING_ARGS = (
+    "dir",
+    "format",
+    "history_table",
+    "history_schema",
+    "log_format",
+    "log_level",
+    "lock_wait_timeout",
+    "connect_timeout",
+    "dry_run",
+    "target",
+    "allow_out_of_order",
+)
+
+_REPORT_COMMANDS = {"status", "validate", "create"}
+
+
+def _install_signal_handlers() -> None:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        # First signal: interrupt whatever runs (psycopg cancels the server-side query).
+        # Later signals are ignored while we clean up.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        raise Interrupted(signum)
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `migrate-job` and `python -m job`; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    command = args.command or "migrate"
+    if args.command is None:
+        args = parser.parse_args([*(argv if argv is not None else sys.argv[1:]), "migrate"])
+    _install_signal_handlers()
+    run_id = uuid.uuid4().hex[:12]
+    started = time.monotonic()
+
+    from job.config import load_settings
+    from job.report import configure
+
+    overrides = {k: getattr(args, k) for k in _SETTING_ARGS if hasattr(args, k)}
+    report_style = command in _REPORT_COMMANDS or bool(overrides.get("dry_run"))
+    stream = sys.stderr if report_style else sys.stdout
+    try:
+        settings = load_settings(**overrides)
+    except ConfigError as exc:
+        log = configure(fmt="auto", level="info", run_id=run_id, secrets=[], stream=stream)
+        log.error(exc.event, error=exc.message, exit_code=int(exc.exit_code), **exc.fields)
+        return int(exc.exit_code)
+    log = configure(
+        fmt=settings.log_format,
+        level=settings.log_level,
+        run_id=run_id,
+        secrets=settings.secrets(),
+        stream=stream,
+    )
+    from job import commands
+
+    state = commands.RunState()
+    actions: dict[str, Callable[[], object]] = {
+        "migrate": lambda: commands.migrate(settings, log, state, run_id),
+        "status": lambda: commands.status(settings, log, sys.stdout, args.output),
+        "validate": lambda: commands.validate(settings, log, sys.stdout),
+        "create": lambda: commands.create(settings, args.name, sys.stdout),
+    }
+    code = ExitCode.OK
+    try:
+        log.debug("run.started", command=command, version=__version__)
+        actions[command]()
+    except Interrupted as exc:
+        code = exc.exit_code
+        applied = [o.migration.key for o in state.applied]
+        not_applied = [m.key for m in state.pending if m.key not in applied]
+        log.warning(
+            "run.interrupted",
+            signal=signal.Signals(exc.signum).name,
+            applied=applied,
+            not_applied=not_applied,
+            exit_code=int(code),
+        )
+    except JobError as exc:
+        code = exc.exit_code
+        fields = dict(exc.fields)
+        problems = getattr(exc, "problems", None)
+        if problems:
+            fields["problems"] = problems
+        log.error(exc.event, **{**fields, "error": exc.message, "exit_code": int(code)})
+    except Exception as exc:  # a bug: still exit cleanly with a one-line error and exit 1
+        code = ExitCode.MIGRATION_FAILED
+        log.error("run.crashed", error=f"{type(exc).__name__}: {exc}".splitlines()[0], exit_code=int(code))
+    if command == "migrate":
+        log.info(
+            "run.finished",
+            exit_code=int(code),
+            applied=len(state.applied),
+            pending=max(0, len(state.pending) - len(state.applied)),
+            duration_ms=round((time.monotonic() - started) * 1000),
+            dry_run=bool(settings.dry_run),
+        )
+    return int(code)

@@ -1,0 +1,237 @@
+"""One function per command. Each reads like the pipeline: files → connect → lock → history →
+plan → apply → report. They raise JobError subclasses; `job.cli` maps those to exit codes."""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from job import db, history, source
+from job.apply import Outcome, Runner, statements_for, timeouts_ms, tx_script
+from job.config import Settings
+from job.errors import ConfigError, SourceError, ValidationFailed
+from job.history import HistoryTable
+from job.lock import AdvisoryLock, lock_key
+from job.plan import Plan, build_plan
+from job.report import Log, status_json, status_table
+from job.source import Migration
+
+
+@dataclass
+class RunState:
+    """What the run did so far: read by the CLI for `run.finished` / `run.interrupted`."""
+
+    applied: list[Outcome] = field(default_factory=list)
+    pending: list[Migration] = field(default_factory=list)
+    current: Migration | None = None
+
+
+def table_of(settings: Settings) -> HistoryTable:
+    return HistoryTable(settings.history_schema, settings.history_table)
+
+
+def load_files(settings: Settings) -> list[Migration]:
+    return source.load(settings.dir, layout=settings.format)
+
+
+def check_pending(plan: Plan) -> None:
+    """Parse every pending migration before anything runs: bad SQL fails the run with exit 4."""
+    for m in plan.pending:
+        statements_for(m)
+
+
+def _raise_problems(plan: Plan) -> None:
+    if plan.problems:
+        first = plan.problems[0].message
+        more = f" (and {len(plan.problems) - 1} more problem(s))" if len(plan.problems) > 1 else ""
+        raise ValidationFailed(
+            f"validation failed: {first}{more}",
+            problems=[p.message for p in plan.problems],
+            count=len(plan.problems),
+        )
+
+
+@contextmanager
+def locked_session(settings: Settings, log: Log) -> Iterator[tuple[db.Connection, AdvisoryLock]]:
+    """Lock connection + advisory lock + work connection, all released/closed on every exit path."""
+    lock_conn = db.connect(settings, log, purpose="lock")
+    try:
+        lock = AdvisoryLock(
+            lock_conn,
+            lock_key(settings.history_schema, settings.history_table),
+            log,
+            wait_timeout=settings.lock_wait_timeout,
+        )
+        with lock:
+            work = db.connect(settings, log, purpose="migrate")
+            try:
+                yield work, lock
+            finally:
+                work.close()
+    finally:
+        lock_conn.close()
+
+
+def migrate(settings: Settings, log: Log, state: RunState, run_id: str) -> RunState:
+    """Apply pending migrations under the advisory lock."""
+    migrations = load_files(settings)
+    if settings.dry_run:
+        state.pending = dry_run(settings, log, migrations, sys.stdout).pending
+        return state
+    table = table_of(settings)
+    with locked_session(settings, log) as (conn, lock):
+        history.ensure(conn, table)
+        applied = history.load(conn, table)
+        plan = build_plan(migrations, applied, target=settings.target, allow_out_of_order=settings.allow_out_of_order)
+        log.info("plan", pending=[m.key for m in plan.pending], applied=len(applied), problems=len(plan.problems))
+        _raise_problems(plan)
+        check_pending(plan)
+        state.pending = list(plan.pending)
+        runner = Runner(
+            conn,
+            settings,
+            table,
+            log,
+            run_id,
+            history.next_batch(applied),
+            check_lock=lock.check_alive,
+            blockers=lambda pid: blockers_of(lock.conn, pid),
+        )
+        runner.applied = state.applied
+        runner.apply_all(plan.pending)
+    return state
+
+
+def blockers_of(conn: db.Connection, pid: int) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        "SELECT pid, left(query, 200), (now() - coalesce(xact_start, query_start))::text, state "
+        "FROM pg_stat_activity WHERE pid = ANY(pg_blocking_pids(%s))",
+        (pid,),
+    ).fetchall()
+    return [{"pid": r[0], "query": r[1], "age": r[2], "state": r[3]} for r in rows]
+
+
+def read_history(settings: Settings, log: Log) -> list[Any]:
+    """History rows without taking the lock or creating anything (status, validate, dry run)."""
+    conn = db.connect(settings, log, purpose="status")
+    try:
+        return history.load(conn, table_of(settings))
+    finally:
+        conn.close()
+
+
+def dry_run(settings: Settings, log: Log, migrations: list[Migration], out: TextIO) -> RunState:
+    """Print the plan and the exact SQL that would run; change nothing."""
+    applied = read_history(settings, log)
+    plan = build_plan(migrations, applied, target=settings.target, allow_out_of_order=settings.allow_out_of_order)
+    for p in plan.problems:
+        out.write(f"problem: {p.message}\n")
+    _raise_problems(plan)
+    check_pending(plan)
+    if not plan.pending:
+        out.write("-- nothing to apply: the database is up to date\n")
+    for m in plan.pending:
+        lock_ms, stmt_ms = timeouts_ms(m, settings)
+        out.write(f"-- {m.key} {m.name} ({m.path}) {'transactional' if m.transactional else 'non-transactional'}\n")
+        stmts = statements_for(m)
+        if m.transactional:
+            row = history.applied_row_sql(
+                table_of(settings), {"version": m.key, "name": m.name, "checksum": m.checksum}
+            )
+            out.write(tx_script(stmts, lock_ms, stmt_ms, [row]).text + "\n\n")
+        else:
+            out.write(f"SET lock_timeout = {lock_ms}; SET statement_timeout = {stmt_ms};\n")
+            out.write("".join(s.terminated + "\n" for s in stmts) + "\n")
+    log.info("plan", pending=[m.key for m in plan.pending], dry_run=True)
+    return RunState(pending=list(plan.pending))
+
+
+def status(settings: Settings, log: Log, out: TextIO, fmt: str = "table") -> Plan:
+    migrations = load_files(settings)
+    plan = build_plan(migrations, read_history(settings, log), allow_out_of_order=True)
+    counts: dict[str, int] = {}
+    for r in plan.rows:
+        counts[r.state] = counts.get(r.state, 0) + 1
+    if fmt == "json":
+        summary = {"summary": counts, "problems": [p.message for p in plan.problems]}
+        out.write(status_json(plan.rows, summary) + "\n")
+    else:
+        out.write(status_table(plan.rows) + "\n")
+        out.write(", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "no migrations")
+        out.write("\n")
+    return plan
+
+
+def validate(settings: Settings, log: Log, out: TextIO) -> Plan:
+    """Check files and history; raise ValidationFailed listing every problem."""
+    migrations = load_files(settings)
+    plan = build_plan(migrations, read_history(settings, log), allow_out_of_order=settings.allow_out_of_order)
+    problems = [p.message for p in plan.problems]
+    for m in plan.pending:
+        try:
+            statements_for(m)
+        except SourceError as exc:
+            problems.append(exc.message)
+    for p in problems:
+        out.write(f"problem: {p}\n")
+    if problems:
+        raise ValidationFailed(
+            f"validation failed: {len(problems)} problem(s): {problems[0]}",
+            problems=problems,
+            count=len(problems),
+        )
+    out.write(f"ok: {len(migrations)} migration file(s), {len(plan.pending)} pending, no problems\n")
+    return plan
+
+
+_TEMPLATE = """-- {title}
+-- Created {created}.
+-- Directives (optional): -- migrate-job: transaction=off lock_timeout=10s statement_timeout=0
+
+-- UP
+
+
+-- DOWN
+
+"""
+
+
+def create(settings: Settings, name: str, out: TextIO, *, now: datetime | None = None) -> list[Path]:
+    """Write a new migration file with the next version, following the folder's naming habit."""
+    slug = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+    if not slug:
+        raise ConfigError(f"create: {name!r} is not a usable migration name (use letters and digits)")
+    directory = settings.dir
+    directory.mkdir(parents=True, exist_ok=True)
+    migrations = load_files(settings)
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%d%H%M%S")
+    layouts = {m.layout for m in migrations}
+    layout = settings.format if settings.format != "auto" else (layouts.pop() if len(layouts) == 1 else "numbered")
+    versions = [m.version for m in migrations if m.version is not None]
+    created = f"{(now or datetime.now(UTC)).isoformat(timespec='seconds')}"
+    if layout == "golang":
+        nxt = (versions[-1].parts[0] + 1) if versions else 1
+        paths = [directory / f"{nxt}_{slug}.up.sql", directory / f"{nxt}_{slug}.down.sql"]
+        bodies = [f"-- {slug} (up)\n", f"-- {slug} (down)\n"]
+    elif layout == "flyway":
+        nxt = (versions[-1].parts[0] + 1) if versions else 1
+        paths, bodies = [directory / f"V{nxt}__{slug}.sql"], [f"-- {slug}\n"]
+    else:
+        prefix, _ = source.next_version(migrations)
+        if not prefix:
+            prefix = stamp
+        paths = [directory / f"{prefix}_{slug}.sql"]
+        bodies = [_TEMPLATE.format(title=slug.replace("_", " "), created=created)]
+    for path in paths:
+        if path.exists():
+            raise ConfigError(f"create: {path} already exists")
+    for path, body in zip(paths, bodies, strict=True):
+        path.write_text(body, encoding="utf-8")
+        out.write(f"{path}\n")
+    return paths

@@ -1,0 +1,170 @@
+"""Settings: the only module that reads the process environment.
+
+Precedence: CLI flags > environment variables > defaults. The CLI passes its flags as keyword
+arguments to `load_settings`; the result is frozen and handed to the command functions.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import re
+import socket
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AliasChoices, BeforeValidator, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from job.errors import ConfigError
+
+_UNITS = {"ms": 0.001, "s": 1.0, "sec": 1.0, "min": 60.0, "m": 60.0, "h": 3600.0}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|sec|min|m|h)?\s*$", re.IGNORECASE)
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
+LIBPQ_ENV = ("PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGUSER", "PGSERVICE", "PGPASSWORD")
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from `90`, `1.5`, `500ms`, `5s`, `10m`, `1h`; 0 means "no limit" where allowed."""
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        m = _DURATION.match(str(value))
+        if not m:
+            raise ValueError("expected a duration such as 30, 500ms, 5s, 10m or 1h")
+        seconds = float(m.group(1)) * _UNITS[(m.group(2) or "s").lower()]
+    if seconds < 0:
+        raise ValueError("must not be negative")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class Settings(BaseSettings):
+    """Every setting of the job. Environment names are listed in README.md."""
+
+    model_config = SettingsConfigDict(
+        frozen=True,
+        populate_by_name=True,
+        extra="ignore",
+        env_ignore_empty=True,
+        case_sensitive=False,
+    )
+
+    database_url: SecretStr | None = Field(None, validation_alias=AliasChoices("MIGRATE_DATABASE_URL", "DATABASE_URL"))
+    libpq_env: bool = Field(False, exclude=True)
+    dir: Path = Field(Path("migrations"), validation_alias=AliasChoices("MIGRATE_DIR"))
+    format: Literal["auto", "numbered", "golang", "flyway"] = Field(
+        "auto", validation_alias=AliasChoices("MIGRATE_FORMAT")
+    )
+    history_schema: str = Field("public", validation_alias=AliasChoices("MIGRATE_HISTORY_SCHEMA"))
+    history_table: str = Field("migrate_job_history", validation_alias=AliasChoices("MIGRATE_HISTORY_TABLE"))
+    lock_wait_timeout: Duration = Field(600.0, validation_alias=AliasChoices("MIGRATE_LOCK_WAIT_TIMEOUT"))
+    lock_timeout: Duration = Field(5.0, validation_alias=AliasChoices("MIGRATE_LOCK_TIMEOUT"))
+    lock_retries: int = Field(10, ge=0, le=1000, validation_alias=AliasChoices("MIGRATE_LOCK_RETRIES"))
+    statement_timeout: Duration = Field(0.0, validation_alias=AliasChoices("MIGRATE_STATEMENT_TIMEOUT"))
+    connect_timeout: Duration = Field(60.0, validation_alias=AliasChoices("MIGRATE_CONNECT_TIMEOUT"))
+    allow_out_of_order: bool = Field(False, validation_alias=AliasChoices("MIGRATE_ALLOW_OUT_OF_ORDER"))
+    application_name: str = Field("migrate-job", validation_alias=AliasChoices("MIGRATE_APPLICATION_NAME"))
+    applied_by: str = Field("", validation_alias=AliasChoices("MIGRATE_APPLIED_BY"))
+    log_format: Literal["auto", "json", "console"] = Field("auto", validation_alias=AliasChoices("MIGRATE_LOG_FORMAT"))
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", validation_alias=AliasChoices("MIGRATE_LOG_LEVEL")
+    )
+    env: str = Field("dev", validation_alias=AliasChoices("MIGRATE_ENV"))
+    allow_pooler: bool = Field(False, validation_alias=AliasChoices("MIGRATE_ALLOW_POOLER"))
+
+    # Per-invocation options (CLI flags; also settable from the environment where it makes sense).
+    target: str | None = Field(None, validation_alias=AliasChoices("MIGRATE_TARGET"))
+    dry_run: bool = False
+
+    @field_validator("history_schema", "history_table")
+    @classmethod
+    def _identifier(cls, value: str) -> str:
+        if not _IDENT.match(value):
+            raise ValueError("must be a plain SQL identifier (letters, digits, _; at most 63 characters)")
+        return value
+
+    @property
+    def lock_timeout_ms(self) -> int:
+        return round(self.lock_timeout * 1000)
+
+    @property
+    def statement_timeout_ms(self) -> int:
+        return round(self.statement_timeout * 1000)
+
+    @property
+    def has_connection(self) -> bool:
+        return self.database_url is not None or self.libpq_env
+
+    def secrets(self) -> list[str]:
+        """Secret strings that must never be printed (used by the log redactor)."""
+        found: list[str] = []
+        if self.database_url is not None:
+            from psycopg.conninfo import conninfo_to_dict
+
+            url = self.database_url.get_secret_value()
+            try:
+                password = conninfo_to_dict(url).get("password")
+            except Exception:
+                password = None
+            if password:
+                found.append(str(password))
+        pgpassword = os.environ.get("PGPASSWORD")
+        if pgpassword:
+            found.append(pgpassword)
+        return found
+
+
+_FIELD_ENV = {
+    name: str(field.validation_alias.choices[0]) if isinstance(field.validation_alias, AliasChoices) else name
+    for name, field in Settings.model_fields.items()
+}
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets `field` (for error messages and docs)."""
+    return _FIELD_ENV.get(field, field)
+
+
+def _default_applied_by() -> str:
+    env = os.environ
+    if env.get("GITHUB_ACTIONS") == "true" and env.get("GITHUB_RUN_ID"):
+        return f"github:{env.get('GITHUB_REPOSITORY', '')}#{env['GITHUB_RUN_ID']}"
+    try:
+        user = getpass.getuser()
+    except Exception:
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the frozen settings from CLI overrides (None = not given) and the environment.
+
+    Raises ConfigError naming the setting; the offending value is never echoed (it may be a secret).
+    """
+    given = {k: v for k, v in overrides.items() if v is not None}
+    given.setdefault("libpq_env", any(os.environ.get(k) for k in LIBPQ_ENV))
+    try:
+        settings = Settings(**given)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = str(err["loc"][0]) if err["loc"] else "?"
+        name = env_name(field) if field not in overrides or overrides.get(field) is None else f"--{field}"
+        if field in _FIELD_ENV.values():
+            name = field
+        raise ConfigError(f"invalid setting {name}: {err['msg']}", setting=name) from None
+    if not settings.applied_by:
+        settings = settings.model_copy(update={"applied_by": _default_applied_by()})
+    return settings
+
+
+def github_env() -> dict[str, str]:
+    """GitHub Actions variables the reporter uses (read here, the only place reading the environment)."""
+    keys = ("GITHUB_ACTIONS", "GITHUB_STEP_SUMMARY")
+    return {k: os.environ[k] for k in keys if k in os.environ}
+
+
+def stdout_is_tty() -> bool:
+    return os.isatty(1)

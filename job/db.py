@@ -1,0 +1,129 @@
+"""Connections: connect directly with an application_name, wait for the server with backoff,
+and run a multi-statement script in one round trip while knowing which statement failed."""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import errors as pgerrors
+from psycopg import generators
+from psycopg.pq import ExecStatus
+
+from job.config import Settings
+from job.errors import ConfigError, DatabaseUnreachable
+from job.report import Log
+
+Connection = psycopg.Connection[Any]
+
+
+def target_description(settings: Settings) -> dict[str, Any]:
+    """Host, port, database and user of the target: safe to log (never the password or DSN)."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    url = settings.database_url.get_secret_value() if settings.database_url else ""
+    try:
+        info = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        raise ConfigError("invalid setting DATABASE_URL: not a valid connection string or URL") from None
+    return {k: info[k] for k in ("host", "port", "dbname", "user") if info.get(k)}
+
+
+def connect_once(settings: Settings, *, purpose: str, timeout: float = 10.0) -> Connection:
+    """One connection attempt. Raises psycopg.OperationalError on failure."""
+    if not settings.has_connection:
+        raise ConfigError(
+            "no database configured: set DATABASE_URL (or MIGRATE_DATABASE_URL) or the libpq PG* variables",
+            setting="DATABASE_URL",
+        )
+    url = settings.database_url.get_secret_value() if settings.database_url else ""
+    target_description(settings)  # validates the URL shape without echoing it
+    return psycopg.connect(
+        url,
+        autocommit=True,
+        application_name=f"{settings.application_name}:{purpose}",
+        connect_timeout=max(1, min(int(timeout), 30)),
+    )
+
+
+def connect(settings: Settings, log: Log, *, purpose: str, timeout: float | None = None) -> Connection:
+    """Connect, retrying with capped exponential backoff until `timeout` (default MIGRATE_CONNECT_TIMEOUT).
+
+    Raises DatabaseUnreachable with the last error once the time is up.
+    """
+    budget = settings.connect_timeout if timeout is None else timeout
+    deadline = time.monotonic() + budget
+    attempt = 0
+    delay = 0.25
+    while True:
+        attempt += 1
+        remaining = deadline - time.monotonic()
+        try:
+            conn = connect_once(settings, purpose=purpose, timeout=max(1.0, remaining))
+        except psycopg.OperationalError as exc:
+            last = _one_line(exc)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise DatabaseUnreachable(
+                    f"database unreachable after {attempt} attempt(s) in {budget:g}s: {last}",
+                    attempts=attempt,
+                    **target_description(settings),
+                ) from None
+            log.info("db.waiting", attempt=attempt, error=last, retry_in_s=round(min(delay, remaining), 2))
+            time.sleep(min(delay, remaining))
+            delay = min(delay * 2, 5.0) * (0.5 + random.random() / 2)
+            continue
+        if attempt > 1:
+            log.info("db.connected", attempts=attempt)
+        return conn
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+@dataclass
+class ScriptResult:
+    """What happened to a script sent as one message."""
+
+    completed: int  # statements that succeeded before the error (or all of them)
+    error: pgerrors.Error | None
+
+
+def run_script(conn: Connection, script: str) -> ScriptResult:
+    """Send `script` (many statements) in one simple-query message: one network round trip.
+
+    Returns how many statements completed and the first error, so the caller can name the
+    statement that failed. The server skips the rest of the message after an error; an explicit
+    transaction is then left in the failed state for the caller to roll back.
+    """
+    pgconn = conn.pgconn
+    with conn.lock:
+        pgconn.send_query(script.encode(conn.info.encoding))
+        results = conn.wait(generators.fetch_many(pgconn))
+    completed = 0
+    for res in results:
+        if res.status in (ExecStatus.COMMAND_OK, ExecStatus.TUPLES_OK, ExecStatus.EMPTY_QUERY):
+            completed += 1
+            continue
+        if res.status == ExecStatus.FATAL_ERROR:
+            return ScriptResult(completed, pgerrors.error_from_result(res, encoding=conn.info.encoding))
+        raise DatabaseUnreachable(f"unexpected result status {res.status.name} (COPY is not supported)")
+    if pgconn.status != psycopg.pq.ConnStatus.OK:
+        raise DatabaseUnreachable("the connection to the database was lost")
+    return ScriptResult(completed, None)
+
+
+def is_connection_lost(exc: BaseException, conn: Connection | None = None) -> bool:
+    """True when `exc` means the session is gone (terminated backend, restart, network)."""
+    if isinstance(exc, pgerrors.AdminShutdown | pgerrors.CrashShutdown | pgerrors.CannotConnectNow):
+        return True
+    if isinstance(exc, psycopg.OperationalError) and not isinstance(exc, pgerrors.QueryCanceled):
+        if conn is None or conn.closed or conn.pgconn.status != psycopg.pq.ConnStatus.OK:
+            return True
+        return exc.sqlstate is None or exc.sqlstate.startswith("08")
+    return False

@@ -1,0 +1,202 @@
+"""Compare migration files with the applied history: a pure function, no I/O.
+
+`build_plan` returns the pending migrations to apply, every problem found (each a one-line
+message naming the file), and one status row per version for `status`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from job.source import Migration, Version
+
+
+@dataclass(frozen=True)
+class Applied:
+    """One row of the history table."""
+
+    version: str
+    name: str
+    checksum: str | None
+    status: str  # applied | running | failed
+    applied_at: datetime | None = None
+    execution_ms: int | None = None
+    applied_by: str | None = None
+    batch: int | None = None
+    kind: str = "transactional"
+    statements_done: int | None = None
+    error: str | None = None
+    source: str = "migrate-job"
+
+    @property
+    def parsed_version(self) -> Version | None:
+        try:
+            return Version.parse(self.version)
+        except ValueError:
+            return None
+
+
+@dataclass(frozen=True)
+class Problem:
+    kind: str  # modified | missing | failed | out_of_order | unknown_target
+    version: str
+    message: str
+
+
+@dataclass(frozen=True)
+class StatusRow:
+    version: str
+    name: str
+    state: str  # applied | pending | failed | missing | modified
+    applied_at: datetime | None = None
+    execution_ms: int | None = None
+    applied_by: str | None = None
+    batch: int | None = None
+    file: str | None = None
+    source: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    pending: tuple[Migration, ...]
+    problems: tuple[Problem, ...]
+    rows: tuple[StatusRow, ...]
+    skipped_after_target: tuple[Migration, ...] = field(default=())
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _sort_key(version: str) -> tuple[int, Version, str]:
+    try:
+        return (0, Version.parse(version), version)
+    except ValueError:
+        return (1, Version((0,)), version)
+
+
+def build_plan(
+    migrations: list[Migration],
+    history: list[Applied],
+    *,
+    target: str | None = None,
+    allow_out_of_order: bool = False,
+    verify_checksums: bool = True,
+) -> Plan:
+    """Decide what to apply and what is wrong, without touching a database."""
+    by_key = {m.key: m for m in migrations}
+    applied = {a.version: a for a in history}
+    problems: list[Problem] = []
+    rows: list[StatusRow] = []
+
+    target_version: Version | None = None
+    if target is not None:
+        try:
+            target_version = Version.parse(target)
+        except ValueError:
+            problems.append(Problem("unknown_target", target, f"--target {target!r} is not a version number"))
+
+    highest_applied: Version | None = None
+    for a in history:
+        v = a.parsed_version
+        if (
+            a.status == "applied"
+            and v is not None
+            and a.version in by_key
+            and (highest_applied is None or v > highest_applied)
+        ):
+            highest_applied = v
+
+    for a in history:
+        m = by_key.get(a.version)
+        if a.status in ("failed", "running"):
+            where = f"statement {a.statements_done + 1}" if a.statements_done is not None else "unknown statement"
+            what = "failed" if a.status == "failed" else "was interrupted"
+            file = m.path if m else a.name
+            problems.append(
+                Problem(
+                    "failed",
+                    a.version,
+                    f"{file}: version {a.version} {what} at {where}"
+                    + (f" ({a.error})" if a.error else "")
+                    + "; fix the cause, then run `migrate-job repair` to resume or clear it",
+                )
+            )
+            rows.append(_row(a, "failed", m))
+            continue
+        if m is None:
+            if a.source != "baseline":
+                problems.append(
+                    Problem(
+                        "missing",
+                        a.version,
+                        f"version {a.version} ({a.name}) is applied but its file is gone",
+                    )
+                )
+            rows.append(_row(a, "missing" if a.source != "baseline" else "applied", None))
+            continue
+        if (
+            verify_checksums
+            and a.checksum
+            and a.checksum != m.checksum
+            and not m.repeatable
+            and a.source not in ("baseline",)
+        ):
+            problems.append(
+                Problem(
+                    "modified",
+                    a.version,
+                    f"{m.path}: edited after it was applied (checksum {a.checksum[:12]}… != {m.checksum[:12]}…)",
+                )
+            )
+            rows.append(_row(a, "modified", m))
+            continue
+        rows.append(_row(a, "applied", m))
+
+    pending: list[Migration] = []
+    skipped: list[Migration] = []
+    for m in migrations:
+        prev = applied.get(m.key)
+        if m.repeatable:
+            if prev is None or (prev.status == "applied" and prev.checksum != m.checksum):
+                pending.append(m)
+                rows.append(StatusRow(m.key, m.name, "pending", file=str(m.path)))
+            continue
+        if prev is not None:
+            continue
+        assert m.version is not None
+        if target_version is not None and m.version > target_version:
+            skipped.append(m)
+            rows.append(StatusRow(m.key, m.name, "pending", file=str(m.path)))
+            continue
+        if highest_applied is not None and m.version < highest_applied and not allow_out_of_order:
+            problems.append(
+                Problem(
+                    "out_of_order",
+                    m.key,
+                    f"{m.path}: version {m.key} is pending but {highest_applied} is already applied "
+                    "(rename it to a higher version, or pass --allow-out-of-order)",
+                )
+            )
+        pending.append(m)
+        rows.append(StatusRow(m.key, m.name, "pending", file=str(m.path)))
+
+    rows.sort(key=lambda r: (r.version.startswith("R__"), _sort_key(r.version)))
+    return Plan(tuple(pending), tuple(problems), tuple(rows), tuple(skipped))
+
+
+def _row(a: Applied, state: str, m: Migration | None) -> StatusRow:
+    return StatusRow(
+        version=a.version,
+        name=m.name if m else a.name,
+        state=state,
+        applied_at=a.applied_at,
+        execution_ms=a.execution_ms,
+        applied_by=a.applied_by,
+        batch=a.batch,
+        file=str(m.path) if m else None,
+        source=a.source,
+        error=a.error,
+    )

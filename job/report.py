@@ -1,0 +1,121 @@
+"""Structured logs (structlog) and the human outputs: status table, JSON status, plan.
+
+Every log line is one typed event (`migration.applied`, `lock.waiting`, ...) with a run id.
+A redacting processor removes known secret strings and URL passwords from every value.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any, TextIO
+
+import structlog
+from structlog.typing import EventDict, FilteringBoundLogger, WrappedLogger
+
+Log = FilteringBoundLogger
+
+_URL_PASSWORD = re.compile(r"(?P<pre>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@\s]+)(?P<post>@)", re.IGNORECASE)
+_KV_PASSWORD = re.compile(r"(?P<pre>\bpassword\s*=\s*)(?P<pw>'[^']*'|\S+)", re.IGNORECASE)
+
+
+def redact_text(text: str, secrets: Sequence[str]) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    text = _URL_PASSWORD.sub(r"\g<pre>***\g<post>", text)
+    return _KV_PASSWORD.sub(r"\g<pre>***", text)
+
+
+class Redactor:
+    """structlog processor: scrub secrets from every string in the event (recursively)."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        self.secrets = [s for s in secrets if s]
+
+    def _clean(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return redact_text(value, self.secrets)
+        if isinstance(value, dict):
+            return {k: self._clean(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self._clean(v) for v in value]
+        return value
+
+    def __call__(self, logger: WrappedLogger, name: str, event: EventDict) -> EventDict:
+        return {k: self._clean(v) for k, v in event.items()}
+
+
+def configure(*, fmt: str, level: str, run_id: str, secrets: Iterable[str], stream: TextIO | None = None) -> Log:
+    """Set up structlog and return the run's logger. fmt: auto | json | console."""
+    out = stream or sys.stdout
+    if fmt == "auto":
+        fmt = "console" if out.isatty() else "json"
+    renderer: Any = (
+        structlog.dev.ConsoleRenderer(colors=out.isatty())
+        if fmt == "console"
+        else structlog.processors.JSONRenderer(default=str)
+    )
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            Redactor(secrets),
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(file=out),
+        cache_logger_on_first_use=False,
+    )
+    log: Log = structlog.get_logger().bind(run_id=run_id)
+    return log
+
+
+# ---------------------------------------------------------------------------- human output
+
+
+def _fmt_time(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S%z") if value else ""
+
+
+def _fmt_ms(value: int | None) -> str:
+    if value is None:
+        return ""
+    return f"{value} ms" if value < 10_000 else f"{value / 1000:.1f} s"
+
+
+def status_table(rows: Sequence[Any]) -> str:
+    """A plain-text table: version, name, state, applied_at, duration (and source when adopted)."""
+    show_source = any(getattr(r, "source", None) not in (None, "migrate-job") for r in rows)
+    header = ["VERSION", "NAME", "STATE", "APPLIED AT", "DURATION"] + (["SOURCE"] if show_source else [])
+    body = [
+        [r.version, r.name, r.state, _fmt_time(r.applied_at), _fmt_ms(r.execution_ms)]
+        + ([r.source or ""] if show_source else [])
+        for r in rows
+    ]
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *body, strict=False)]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)).rstrip() for row in [header, *body]]
+    return "\n".join(lines)
+
+
+def status_json(rows: Sequence[Any], summary: dict[str, Any]) -> str:
+    items = [
+        {
+            "version": r.version,
+            "name": r.name,
+            "state": r.state,
+            "applied_at": r.applied_at.isoformat() if r.applied_at else None,
+            "execution_ms": r.execution_ms,
+            "applied_by": r.applied_by,
+            "batch": r.batch,
+            "file": r.file,
+            "source": r.source,
+            "error": r.error,
+        }
+        for r in rows
+    ]
+    return json.dumps({"migrations": items, **summary}, indent=2, default=str)
