@@ -1,0 +1,76 @@
+"""Fixtures for tests that need PostgreSQL.
+
+``pg_server`` is the server at TEST_DATABASE_URL (a URL allowed to create databases) if set,
+else a DevServer started per test session (per pytest-xdist worker) and always stopped.
+TEST_PG_BINDIR picks the PostgreSQL binaries of that DevServer (default: see find_bindir).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from job import devserver
+from job.devserver import DevServer
+from tests.pgutil import DevServerFactory, ExternalServer, PgServer
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "pg: the test needs a PostgreSQL server")
+
+
+def _bindir() -> Path | None:
+    value = os.environ.get("TEST_PG_BINDIR")
+    return Path(value) if value else None
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
+    """A PostgreSQL server for the whole session: TEST_DATABASE_URL's or a private DevServer."""
+    url = os.environ.get("TEST_DATABASE_URL")
+    if url:
+        yield ExternalServer(url)
+        return
+    server = devserver.create(tmp_path_factory.mktemp("pg") / "data", bindir=_bindir())
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def db_url(pg_server: PgServer) -> Iterator[str]:
+    """The URL of a new empty database, dropped after the test."""
+    name = f"test_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(pg_server.url(), autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
+    try:
+        yield pg_server.url(name)
+    finally:
+        with psycopg.connect(pg_server.url(), autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def devserver_factory(tmp_path: Path) -> Iterator[DevServerFactory]:
+    """Starts private DevServers (to stop or restart at will); all are stopped at teardown."""
+    servers: list[DevServer] = []
+
+    def start(*, port: int | None = None) -> DevServer:
+        server = devserver.create(tmp_path / f"pg{len(servers)}", port=port, bindir=_bindir())
+        servers.append(server)
+        server.start()
+        return server
+
+    with contextlib.ExitStack() as stack:
+        yield start
+        for server in servers:
+            stack.callback(server.stop)
