@@ -55,6 +55,9 @@ def _common(argument_default: Any = argparse.SUPPRESS) -> argparse.ArgumentParse
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="MIGRATE_LOG_LEVEL")
     p.add_argument("--lock-wait-timeout", help="how long to wait for the advisory lock (MIGRATE_LOCK_WAIT_TIMEOUT)")
     p.add_argument("--connect-timeout", help="how long to retry connecting (MIGRATE_CONNECT_TIMEOUT)")
+    p.add_argument("--lock-timeout", help="lock_timeout for each migration (MIGRATE_LOCK_TIMEOUT)")
+    p.add_argument("--lock-retries", type=int, help="retries after a lock timeout (MIGRATE_LOCK_RETRIES)")
+    p.add_argument("--statement-timeout", help="statement_timeout for migrations (MIGRATE_STATEMENT_TIMEOUT)")
     return p
 
 
@@ -98,6 +101,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("create", "write a new migration file with the next version")
     p.add_argument("name", help="what the migration does, e.g. add_user_email")
+
+    p = add("repair", "resolve failed/interrupted non-transactional migrations (default: clean up and resume)")
+    p.add_argument(
+        "--mode",
+        choices=["resume", "restart", "mark-applied", "forget"],
+        default="resume",
+        help="resume from the failed statement (default), restart the file, mark it applied, or forget the entry",
+    )
+    p.add_argument(
+        "--version",
+        dest="versions",
+        action="append",
+        metavar="VERSION",
+        help="only this version (repeatable); default: every failed entry",
+    )
+
+    p = add("wait", "wait until the database accepts connections (exit 5 on timeout)")
+    p.add_argument("--timeout", help="how long to wait (default MIGRATE_CONNECT_TIMEOUT)")
+
+    p = add("wait-for-version", "wait until the history has reached VERSION (for application pods)")
+    p.add_argument("target_version", metavar="VERSION")
+    p.add_argument("--timeout", default="5m", help="how long to wait (default 5m); exit 4 after it")
     return parser
 
 
@@ -115,6 +140,7 @@ _SETTING_ARGS = (
     "allow_out_of_order",
 )
 
+COMMANDS = ("migrate", "status", "validate", "create", "repair", "wait", "wait-for-version")
 _REPORT_COMMANDS = {"status", "validate", "create"}
 
 
@@ -133,10 +159,11 @@ def _install_signal_handlers() -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `migrate-job` and `python -m job`; returns the exit code."""
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not any(a in COMMANDS for a in argv) and not any(a in ("-h", "--help", "--version") for a in argv):
+        argv.insert(0, "migrate")  # `migrate-job [options]` means `migrate-job migrate [options]`
     args = parser.parse_args(argv)
     command = args.command or "migrate"
-    if args.command is None:
-        args = parser.parse_args([*(argv if argv is not None else sys.argv[1:]), "migrate"])
     _install_signal_handlers()
     run_id = uuid.uuid4().hex[:12]
     started = time.monotonic()
@@ -161,6 +188,13 @@ def main(argv: list[str] | None = None) -> int:
         stream=stream,
     )
     from job import commands
+    from job.config import parse_duration
+
+    def seconds(value: str | None) -> float | None:
+        try:
+            return None if value is None else parse_duration(value)
+        except ValueError as exc:
+            raise ConfigError(f"invalid --timeout: {exc}") from None
 
     state = commands.RunState()
     actions: dict[str, Callable[[], object]] = {
@@ -168,6 +202,11 @@ def main(argv: list[str] | None = None) -> int:
         "status": lambda: commands.status(settings, log, sys.stdout, args.output),
         "validate": lambda: commands.validate(settings, log, sys.stdout),
         "create": lambda: commands.create(settings, args.name, sys.stdout),
+        "repair": lambda: commands.repair(settings, log, state, run_id, mode=args.mode, versions=args.versions),
+        "wait": lambda: commands.wait(settings, log, seconds(getattr(args, "timeout", None))),
+        "wait-for-version": lambda: commands.wait_for_version(
+            settings, log, args.target_version, seconds(args.timeout) or 0.0
+        ),
     }
     code = ExitCode.OK
     try:

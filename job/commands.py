@@ -60,6 +60,7 @@ def _raise_problems(plan: Plan) -> None:
 @contextmanager
 def locked_session(settings: Settings, log: Log) -> Iterator[tuple[db.Connection, AdvisoryLock]]:
     """Lock connection + advisory lock + work connection, all released/closed on every exit path."""
+    db.refuse_pooler(settings)
     lock_conn = db.connect(settings, log, purpose="lock")
     try:
         lock = AdvisoryLock(
@@ -235,3 +236,76 @@ def create(settings: Settings, name: str, out: TextIO, *, now: datetime | None =
         path.write_text(body, encoding="utf-8")
         out.write(f"{path}\n")
     return paths
+
+
+def make_runner(
+    conn: db.Connection, lock: AdvisoryLock, settings: Settings, log: Log, run_id: str, applied: list[Any]
+) -> Runner:
+    return Runner(
+        conn,
+        settings,
+        table_of(settings),
+        log,
+        run_id,
+        history.next_batch(applied),
+        check_lock=lock.check_alive,
+        blockers=lambda pid: blockers_of(lock.conn, pid),
+    )
+
+
+def repair(
+    settings: Settings, log: Log, state: RunState, run_id: str, *, mode: str, versions: list[str] | None
+) -> list[str]:
+    """Resolve failed/interrupted entries (see job.repair) under the advisory lock."""
+    from job import repair as repair_mod
+
+    migrations = load_files(settings)
+    table = table_of(settings)
+    with locked_session(settings, log) as (conn, lock):
+        history.ensure(conn, table)
+        applied = history.load(conn, table)
+        runner = make_runner(conn, lock, settings, log, run_id, applied)
+        runner.applied = state.applied
+        return repair_mod.repair(conn, runner, settings, log, migrations, applied, mode=mode, versions=versions)
+
+
+def wait(settings: Settings, log: Log, timeout: float | None) -> None:
+    """Wait until the database accepts connections (exit 5 after the timeout)."""
+    conn = db.connect(settings, log, purpose="wait", timeout=timeout)
+    conn.close()
+    log.info("db.ready")
+
+
+def wait_for_version(settings: Settings, log: Log, version: str, timeout: float, interval: float = 2.0) -> None:
+    """Wait until the history shows `version` (and everything below it) applied."""
+    import time
+
+    from job.errors import NotReady
+    from job.source import Version
+
+    try:
+        wanted = Version.parse(version)
+    except ValueError:
+        raise ConfigError(f"wait-for-version: {version!r} is not a version number") from None
+    deadline = time.monotonic() + timeout
+    conn = db.connect(settings, log, purpose="wait", timeout=timeout)
+    try:
+        while True:
+            rows = history.load(conn, table_of(settings))
+            applied = [a.parsed_version for a in rows if a.status == "applied" and a.parsed_version]
+            broken = [a.version for a in rows if a.status != "applied"]
+            current = max(applied, default=None)
+            if current is not None and current >= wanted and not broken:
+                log.info("schema.ready", version=str(current), wanted=version)
+                return
+            if time.monotonic() >= deadline:
+                raise NotReady(
+                    f"the database is at version {current or 'none'}, not {version}, after {timeout:g}s"
+                    + (f" (failed entries: {', '.join(broken)})" if broken else ""),
+                    current=str(current) if current else None,
+                    wanted=version,
+                )
+            log.info("schema.waiting", current=str(current) if current else None, wanted=version)
+            time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
+    finally:
+        conn.close()

@@ -4,6 +4,7 @@ and run a multi-statement script in one round trip while knowing which statement
 from __future__ import annotations
 
 import random
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,34 @@ def target_description(settings: Settings) -> dict[str, Any]:
     except psycopg.ProgrammingError:
         raise ConfigError("invalid setting DATABASE_URL: not a valid connection string or URL") from None
     return {k: info[k] for k in ("host", "port", "dbname", "user") if info.get(k)}
+
+
+_RDS_PROXY = re.compile(r"\.proxy-[a-z0-9]+\.[a-z0-9-]+\.rds\.amazonaws\.com$", re.IGNORECASE)
+PGBOUNCER_PORT = "6432"
+
+
+def refuse_pooler(settings: Settings) -> None:
+    """Refuse targets that look like a connection pooler: session advisory locks need a direct session.
+
+    PgBouncer in transaction mode hands each transaction to any server session (the lock would be
+    taken and "held" on a session we do not own); RDS Proxy pins sessions. Detected by PgBouncer's
+    default port 6432 and the RDS Proxy endpoint name; MIGRATE_ALLOW_POOLER=true overrides.
+    """
+    if settings.allow_pooler:
+        return
+    info = target_description(settings)
+    host, port = str(info.get("host", "")), str(info.get("port", ""))
+    why = None
+    if _RDS_PROXY.search(host):
+        why = f"host {host} is an RDS Proxy endpoint"
+    elif port == PGBOUNCER_PORT:
+        why = f"port {port} is PgBouncer's default port"
+    if why:
+        raise ConfigError(
+            f"refusing to migrate through a connection pooler ({why}): advisory locks need a direct connection; "
+            "point DATABASE_URL at the database itself, or set MIGRATE_ALLOW_POOLER=true if it is not a pooler",
+            setting="DATABASE_URL",
+        )
 
 
 def connect_once(settings: Settings, *, purpose: str, timeout: float = 10.0) -> Connection:

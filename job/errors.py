@@ -32,7 +32,7 @@ exit codes:
   2    usage or configuration error
   3    the advisory lock was not acquired in time (another runner holds it)
   4    validation failed (bad migration files, edited/removed applied files, failed entries,
-       out-of-order versions); nothing was applied
+       out-of-order versions); nothing was applied. wait-for-version: version not reached in time
   5    database unreachable or the connection was lost
   6    backup/snapshot failed
   7    production guard refused
@@ -83,6 +83,13 @@ class SourceError(ValidationFailed):
     """A migration file cannot be read or understood (exit 4)."""
 
     event = "source.invalid"
+
+
+class NotReady(JobError):
+    """`wait-for-version`: the history did not reach the version in time (exit 4)."""
+
+    exit_code = ExitCode.VALIDATION
+    event = "schema.not_ready"
 
 
 class DatabaseUnreachable(JobError):

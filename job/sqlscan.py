@@ -136,3 +136,41 @@ def line_col(text: str, offset: int) -> tuple[int, int]:
     line = text.count("\n", 0, offset) + 1
     col = offset - (text.rfind("\n", 0, offset) + 1) + 1
     return line, col
+
+
+@dataclass(frozen=True)
+class IndexTarget:
+    """What a CONCURRENTLY index statement works on, so `repair` can find what it left behind."""
+
+    action: str  # "create" | "reindex"
+    table: str | None  # qualified text as written, for CREATE INDEX and REINDEX TABLE
+    index: str | None  # qualified text as written (None: a name PostgreSQL chose)
+
+
+def _qualified(rangevar: Any) -> str:
+    schema = getattr(rangevar, "schemaname", None)
+    name = str(rangevar.relname)
+    return f"{schema}.{name}" if schema else name
+
+
+def index_target(text: str) -> IndexTarget | None:
+    """For CREATE INDEX CONCURRENTLY / REINDEX … CONCURRENTLY: the table and index involved."""
+    try:
+        raws = _parser().parse_sql(text)
+    except _parser().ParseError:
+        return None
+    if len(raws) != 1:
+        return None
+    stmt = raws[0].stmt
+    name = type(stmt).__name__
+    if name == "IndexStmt" and stmt.concurrent:
+        schema = getattr(stmt.relation, "schemaname", None)
+        index = f"{schema}.{stmt.idxname}" if stmt.idxname and schema else stmt.idxname
+        return IndexTarget("create", _qualified(stmt.relation), index)
+    if name == "ReindexStmt" and _why_non_transactional(stmt) and stmt.relation is not None:
+        kind = int(stmt.kind)
+        if kind == 0:  # REINDEX INDEX
+            return IndexTarget("reindex", None, _qualified(stmt.relation))
+        if kind == 1:  # REINDEX TABLE
+            return IndexTarget("reindex", _qualified(stmt.relation), None)
+    return None
