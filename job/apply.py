@@ -80,6 +80,15 @@ def statements_for(
     return out
 
 
+def section_transactional(m: Migration, sec: Section) -> bool:
+    """Whether a section runs in one transaction: directive > marker option > its statements."""
+    if m.directives.transaction is not None:
+        return m.directives.transaction
+    if sec.transaction is not None:
+        return sec.transaction
+    return not any(s.non_transactional for s in sec.statements)
+
+
 def _ms(value: str | None, default: float) -> int:
     return round((parse_duration(value) if value is not None else default) * 1000)
 
@@ -177,12 +186,39 @@ class Runner:
             )
         return self.applied
 
+    def rollback_all(self, chosen: list[Migration]) -> list[Outcome]:
+        """Run the down sections, newest first, each with the removal of its history row."""
+        for m in chosen:
+            self.check_lock()
+            self.current = m
+            assert m.down is not None
+            tx = section_transactional(m, m.down)
+            outcome = self.apply_tx(m, down=True) if tx else self.apply_nontx(m, down=True)
+            self.current = None
+            self.applied.append(outcome)
+            self.log.info(
+                "migration.rolled_back",
+                version=m.key,
+                name=m.name,
+                file=m.down.path.name,
+                transactional=tx,
+                duration_ms=outcome.elapsed_ms,
+            )
+        return self.applied
+
     # -- transactional -----------------------------------------------------------------
 
-    def apply_tx(self, m: Migration) -> Outcome:
-        stmts = statements_for(m)
+    def apply_tx(self, m: Migration, *, down: bool = False) -> Outcome:
+        """One transaction, one message: the section's SQL plus the history write (insert or delete)."""
+        sec = m.down if down and m.down is not None else m.up
+        stmts = statements_for(m, sec, transactional=True)
         lock_ms, stmt_ms = timeouts_ms(m, self.settings)
-        script = tx_script(stmts, lock_ms, stmt_ms, [history.applied_row_sql(self.table, self.row(m, "transactional"))])
+        tail = (
+            history.delete_row_sql(self.table, m.key)
+            if down
+            else history.applied_row_sql(self.table, self.row(m, "transactional"))
+        )
+        script = tx_script(stmts, lock_ms, stmt_ms, [tail])
         attempt = 0
         while True:
             attempt += 1
@@ -219,7 +255,7 @@ class Runner:
                 continue
             if is_connection_lost(err, self.conn):
                 raise self._lost(m, err) from None
-            raise self._failure(m, m.up, script, result, err, attempts=attempt)
+            raise self._failure(m, sec, script, result, err, attempts=attempt)
 
     def _rollback_quietly(self) -> None:
         try:
@@ -267,14 +303,17 @@ class Runner:
 
     # -- non-transactional -------------------------------------------------------------
 
-    def apply_nontx(self, m: Migration, *, start_at: int = 0) -> Outcome:
-        stmts = statements_for(m)
+    def apply_nontx(self, m: Migration, *, start_at: int = 0, down: bool = False) -> Outcome:
+        """Statement by statement in autocommit, recording progress (up) so a failure names its statement."""
+        sec = m.down if down and m.down is not None else m.up
+        stmts = statements_for(m, sec, transactional=False)
         lock_ms, stmt_ms = timeouts_ms(m, self.settings)
         row = self.row(m, "non_transactional")
         row["statements_done"] = start_at
         started = time.monotonic()
         try:
-            history.record_started(self.conn, self.table, row)
+            if not down:
+                history.record_started(self.conn, self.table, row)
             self.conn.execute(f"SET lock_timeout = {lock_ms}; SET statement_timeout = {stmt_ms}")
         except psycopg.OperationalError as exc:
             raise self._lost(m, exc) from None
@@ -294,14 +333,18 @@ class Runner:
                 if is_connection_lost(err, self.conn):
                     raise self._lost(m, err) from None
                 self._rollback_quietly()
-                self._record_failed(m, done, f"{err.sqlstate}: {_first_line(err)}")
+                prefix = "rollback failed, partly rolled back: " if down else ""
+                self._record_failed(m, done, f"{prefix}{err.sqlstate}: {_first_line(err)}")
                 pos = int(err.diag.statement_position) - 1 if err.diag.statement_position else 0
-                raise _failure_error(m, m.up, stmt, index, pos, err, attempts=1, nontx=True)
+                raise _failure_error(m, sec, stmt, index, pos, err, attempts=1, nontx=True)
             done = index + 1
-            if self.conn.pgconn.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+            if not down and self.conn.pgconn.transaction_status == psycopg.pq.TransactionStatus.IDLE:
                 history.record_progress(self.conn, self.table, m.key, done)
         elapsed = round((time.monotonic() - started) * 1000)
-        history.record_finished(self.conn, self.table, m.key, done, elapsed)
+        if down:
+            history.delete(self.conn, self.table, m.key)
+        else:
+            history.record_finished(self.conn, self.table, m.key, done, elapsed)
         self.conn.execute("RESET lock_timeout; RESET statement_timeout")
         return Outcome(m, elapsed)
 

@@ -58,6 +58,13 @@ def _common(argument_default: Any = argparse.SUPPRESS) -> argparse.ArgumentParse
     p.add_argument("--lock-timeout", help="lock_timeout for each migration (MIGRATE_LOCK_TIMEOUT)")
     p.add_argument("--lock-retries", type=int, help="retries after a lock timeout (MIGRATE_LOCK_RETRIES)")
     p.add_argument("--statement-timeout", help="statement_timeout for migrations (MIGRATE_STATEMENT_TIMEOUT)")
+    p.add_argument("--env", help="environment name (MIGRATE_ENV); `production` is guarded")
+    p.add_argument(
+        "--yes",
+        dest="confirm_production",
+        action="store_true",
+        help="confirm changing a production database (MIGRATE_CONFIRM_PRODUCTION=yes)",
+    )
     return p
 
 
@@ -117,6 +124,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="only this version (repeatable); default: every failed entry",
     )
 
+    def dry(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--dry-run", action="store_true", default=None, help="print what would happen; change nothing")
+
+    p = add("rollback", "roll back the last batch (one migrate run), or --steps/--to/--name")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--steps", type=int, help="roll back the last N migrations")
+    group.add_argument("--to", metavar="VERSION", help="roll back every migration above VERSION")
+    group.add_argument("--name", help="roll back this one migration (name, file name or version)")
+    dry(p)
+
+    p = add("reset", "roll back every applied migration")
+    dry(p)
+    p = add("refresh", "reset, then migrate again")
+    dry(p)
+    p = add("baseline", "record every migration up to VERSION as applied without running it")
+    p.add_argument("--version", dest="baseline_to", required=True, metavar="VERSION")
+    dry(p)
+
     p = add("wait", "wait until the database accepts connections (exit 5 on timeout)")
     p.add_argument("--timeout", help="how long to wait (default MIGRATE_CONNECT_TIMEOUT)")
 
@@ -140,7 +165,19 @@ _SETTING_ARGS = (
     "allow_out_of_order",
 )
 
-COMMANDS = ("migrate", "status", "validate", "create", "repair", "wait", "wait-for-version")
+COMMANDS = (
+    "migrate",
+    "status",
+    "validate",
+    "create",
+    "repair",
+    "wait",
+    "wait-for-version",
+    "rollback",
+    "reset",
+    "refresh",
+    "baseline",
+)
 _REPORT_COMMANDS = {"status", "validate", "create"}
 
 
@@ -172,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     from job.report import configure
 
     overrides = {k: getattr(args, k) for k in _SETTING_ARGS if hasattr(args, k)}
+    overrides["interactive"] = sys.stdin is not None and sys.stdin.isatty()
     report_style = command in _REPORT_COMMANDS or bool(overrides.get("dry_run"))
     stream = sys.stderr if report_style else sys.stdout
     try:
@@ -203,6 +241,12 @@ def main(argv: list[str] | None = None) -> int:
         "validate": lambda: commands.validate(settings, log, sys.stdout),
         "create": lambda: commands.create(settings, args.name, sys.stdout),
         "repair": lambda: commands.repair(settings, log, state, run_id, mode=args.mode, versions=args.versions),
+        "rollback": lambda: commands.rollback(
+            settings, log, state, run_id, steps=args.steps, to=args.to, name=args.name
+        ),
+        "reset": lambda: commands.rollback(settings, log, state, run_id, everything=True, action="reset"),
+        "refresh": lambda: commands.refresh(settings, log, state, run_id),
+        "baseline": lambda: commands.baseline_cmd(settings, log, run_id, args.baseline_to, sys.stdout),
         "wait": lambda: commands.wait(settings, log, seconds(getattr(args, "timeout", None))),
         "wait-for-version": lambda: commands.wait_for_version(
             settings, log, args.target_version, seconds(args.timeout) or 0.0
@@ -233,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug: still exit cleanly with a one-line error and exit 1
         code = ExitCode.MIGRATION_FAILED
         log.error("run.crashed", error=f"{type(exc).__name__}: {exc}".splitlines()[0], exit_code=int(code))
-    if command == "migrate":
+    if command in ("migrate", "rollback", "reset", "refresh", "repair"):
         log.info(
             "run.finished",
             exit_code=int(code),

@@ -12,13 +12,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from job import db, history, source
-from job.apply import Outcome, Runner, statements_for, timeouts_ms, tx_script
+from job import adopt, baseline, db, guard, history, source
+from job.apply import Outcome, Runner, section_transactional, statements_for, timeouts_ms, tx_script
 from job.config import Settings
 from job.errors import ConfigError, SourceError, ValidationFailed
 from job.history import HistoryTable
 from job.lock import AdvisoryLock, lock_key
-from job.plan import Plan, build_plan
+from job.plan import Plan, build_plan, rollback_plan
 from job.report import Log, status_json, status_table
 from job.source import Migration
 
@@ -88,25 +88,133 @@ def migrate(settings: Settings, log: Log, state: RunState, run_id: str) -> RunSt
     table = table_of(settings)
     with locked_session(settings, log) as (conn, lock):
         history.ensure(conn, table)
-        applied = history.load(conn, table)
+        applied = prepare_history(conn, settings, log, migrations, run_id)
         plan = build_plan(migrations, applied, target=settings.target, allow_out_of_order=settings.allow_out_of_order)
         log.info("plan", pending=[m.key for m in plan.pending], applied=len(applied), problems=len(plan.problems))
         _raise_problems(plan)
         check_pending(plan)
         state.pending = list(plan.pending)
-        runner = Runner(
-            conn,
-            settings,
-            table,
-            log,
-            run_id,
-            history.next_batch(applied),
-            check_lock=lock.check_alive,
-            blockers=lambda pid: blockers_of(lock.conn, pid),
-        )
+        if plan.pending:
+            guard.confirm(settings, "apply migrations", database=conn.info.dbname, interactive=settings.interactive)
+        runner = make_runner(conn, lock, settings, log, run_id, applied)
         runner.applied = state.applied
         runner.apply_all(plan.pending)
     return state
+
+
+def prepare_history(
+    conn: db.Connection, settings: Settings, log: Log, migrations: list[Migration], run_id: str
+) -> list[Any]:
+    """Our history; on its first run, adopt another tool's table or load the schema file (empty database)."""
+    table = table_of(settings)
+    applied = history.load(conn, table)
+    if applied:
+        return applied
+    if settings.adopt:
+        legacy = adopt.find_one(conn, sorted({settings.history_schema, "public"}), (table.schema, table.table))
+        if legacy is not None:
+            rows, unmatched = adopt.rows_to_adopt(conn, legacy, migrations)
+            history.insert_rows(conn, table, rows, run_id)
+            log.info(
+                "history.adopted",
+                tool=legacy.tool,
+                table=legacy.qualified,
+                count=len(rows),
+                versions=[a.version for a in rows],
+                unmatched=unmatched,
+            )
+            return history.load(conn, table)
+    schema_file = baseline.find_schema_file(settings.dir, settings.schema_load_file)
+    if schema_file is not None:
+        if baseline.database_is_empty(conn, table):
+            rows = baseline.load_schema(conn, table, schema_file, migrations, settings.baseline_version, run_id)
+            log.info("schema.loaded", file=str(schema_file), baselined=[a.version for a in rows])
+            return history.load(conn, table)
+        log.info("schema.ignored", file=str(schema_file), reason="database is not empty")
+    return applied
+
+
+def rollback(
+    settings: Settings,
+    log: Log,
+    state: RunState,
+    run_id: str,
+    *,
+    steps: int | None = None,
+    to: str | None = None,
+    name: str | None = None,
+    everything: bool = False,
+    action: str = "rollback",
+) -> RunState:
+    """Roll back (default: the last batch). Each down runs in a transaction with the removal of its row."""
+    migrations = load_files(settings)
+    table = table_of(settings)
+    if settings.dry_run:
+        chosen = rollback_plan(
+            migrations, read_history(settings, log), steps=steps, to=to, name=name, everything=everything
+        )
+        _print_rollback(chosen, sys.stdout)
+        state.pending = chosen
+        return state
+    with locked_session(settings, log) as (conn, lock):
+        history.ensure(conn, table)
+        applied = history.load(conn, table)
+        chosen = rollback_plan(migrations, applied, steps=steps, to=to, name=name, everything=everything)
+        for m in chosen:
+            statements_for(m, m.down, transactional=section_transactional(m, m.down) if m.down else True)
+        state.pending = chosen
+        log.info("rollback.plan", versions=[m.key for m in chosen])
+        if chosen:
+            guard.confirm(settings, action, database=conn.info.dbname, interactive=settings.interactive)
+        runner = make_runner(conn, lock, settings, log, run_id, applied)
+        runner.applied = state.applied
+        runner.rollback_all(chosen)
+    return state
+
+
+def _print_rollback(chosen: list[Migration], out: TextIO) -> None:
+    if not chosen:
+        out.write("-- nothing to roll back\n")
+    for m in chosen:
+        assert m.down is not None
+        out.write(f"-- roll back {m.key} {m.name} ({m.down.path})\n")
+        out.write("".join(s.terminated + "\n" for s in m.down.statements) + "\n")
+
+
+def refresh(settings: Settings, log: Log, state: RunState, run_id: str) -> RunState:
+    """Roll back everything, then migrate again."""
+    rollback(settings, log, state, run_id, everything=True, action="refresh (reset and re-apply)")
+    if settings.dry_run:
+        return state
+    again = RunState()
+    migrate(settings.model_copy(update={"confirm_production": True}), log, again, run_id)
+    state.applied.extend(again.applied)
+    return state
+
+
+def baseline_cmd(settings: Settings, log: Log, run_id: str, version: str, out: TextIO) -> list[str]:
+    """Record every migration <= version as applied without running it."""
+    from job.source import Version
+
+    try:
+        upto = Version.parse(version)
+    except ValueError:
+        raise ConfigError(f"baseline --version {version!r} is not a version number") from None
+    migrations = load_files(settings)
+    table = table_of(settings)
+    if settings.dry_run:
+        rows = baseline.baseline_rows(migrations, upto, read_history(settings, log), "baseline")
+        out.write("".join(f"-- would record {a.version} {a.name} as applied (baseline)\n" for a in rows))
+        return [a.version for a in rows]
+    with locked_session(settings, log) as (conn, _lock):
+        history.ensure(conn, table)
+        existing = history.load(conn, table)
+        rows = baseline.baseline_rows(migrations, upto, existing, "baseline")
+        if rows:
+            guard.confirm(settings, "baseline", database=conn.info.dbname, interactive=settings.interactive)
+        history.insert_rows(conn, table, rows, run_id)
+        log.info("history.baselined", version=str(upto), recorded=[a.version for a in rows])
+        return [a.version for a in rows]
 
 
 def blockers_of(conn: db.Connection, pid: int) -> list[dict[str, Any]]:
@@ -118,18 +226,27 @@ def blockers_of(conn: db.Connection, pid: int) -> list[dict[str, Any]]:
     return [{"pid": r[0], "query": r[1], "age": r[2], "state": r[3]} for r in rows]
 
 
-def read_history(settings: Settings, log: Log) -> list[Any]:
-    """History rows without taking the lock or creating anything (status, validate, dry run)."""
+def read_history(settings: Settings, log: Log, migrations: list[Migration] | None = None) -> list[Any]:
+    """History rows without taking the lock or creating anything (status, validate, dry run).
+
+    Before the first run, what would be adopted from another tool's table is shown as history.
+    """
     conn = db.connect(settings, log, purpose="status")
     try:
-        return history.load(conn, table_of(settings))
+        table = table_of(settings)
+        rows = history.load(conn, table)
+        if not rows and settings.adopt and migrations is not None:
+            legacy = adopt.find_one(conn, sorted({settings.history_schema, "public"}), (table.schema, table.table))
+            if legacy is not None:
+                rows, _ = adopt.rows_to_adopt(conn, legacy, migrations)
+        return rows
     finally:
         conn.close()
 
 
 def dry_run(settings: Settings, log: Log, migrations: list[Migration], out: TextIO) -> RunState:
     """Print the plan and the exact SQL that would run; change nothing."""
-    applied = read_history(settings, log)
+    applied = read_history(settings, log, migrations)
     plan = build_plan(migrations, applied, target=settings.target, allow_out_of_order=settings.allow_out_of_order)
     for p in plan.problems:
         out.write(f"problem: {p.message}\n")
@@ -155,7 +272,7 @@ def dry_run(settings: Settings, log: Log, migrations: list[Migration], out: Text
 
 def status(settings: Settings, log: Log, out: TextIO, fmt: str = "table") -> Plan:
     migrations = load_files(settings)
-    plan = build_plan(migrations, read_history(settings, log), allow_out_of_order=True)
+    plan = build_plan(migrations, read_history(settings, log, migrations), allow_out_of_order=True)
     counts: dict[str, int] = {}
     for r in plan.rows:
         counts[r.state] = counts.get(r.state, 0) + 1
@@ -172,7 +289,9 @@ def status(settings: Settings, log: Log, out: TextIO, fmt: str = "table") -> Pla
 def validate(settings: Settings, log: Log, out: TextIO) -> Plan:
     """Check files and history; raise ValidationFailed listing every problem."""
     migrations = load_files(settings)
-    plan = build_plan(migrations, read_history(settings, log), allow_out_of_order=settings.allow_out_of_order)
+    plan = build_plan(
+        migrations, read_history(settings, log, migrations), allow_out_of_order=settings.allow_out_of_order
+    )
     problems = [p.message for p in plan.problems]
     for m in plan.pending:
         try:
@@ -261,9 +380,22 @@ def repair(
 
     migrations = load_files(settings)
     table = table_of(settings)
+    if settings.dry_run:
+        broken = [a for a in read_history(settings, log) if a.status != "applied"]
+        for a in broken:
+            if not versions or a.version in versions:
+                sys.stdout.write(
+                    f"-- would {mode} version {a.version} ({a.name}), failed at statement "
+                    f"{(a.statements_done or 0) + 1}: {a.error}\n"
+                )
+        if not broken:
+            sys.stdout.write("-- nothing to repair\n")
+        return [a.version for a in broken]
     with locked_session(settings, log) as (conn, lock):
         history.ensure(conn, table)
         applied = history.load(conn, table)
+        if any(a.status != "applied" for a in applied):
+            guard.confirm(settings, "repair", database=conn.info.dbname, interactive=settings.interactive)
         runner = make_runner(conn, lock, settings, log, run_id, applied)
         runner.applied = state.applied
         return repair_mod.repair(conn, runner, settings, log, migrations, applied, mode=mode, versions=versions)

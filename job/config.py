@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         frozen=True,
         populate_by_name=True,
+        env_prefix="MIGRATE_",
         extra="ignore",
         env_ignore_empty=True,
         case_sensitive=False,
@@ -75,9 +76,17 @@ class Settings(BaseSettings):
     env: str = Field("dev", validation_alias=AliasChoices("MIGRATE_ENV"))
     allow_pooler: bool = Field(False, validation_alias=AliasChoices("MIGRATE_ALLOW_POOLER"))
 
+    confirm_production: bool = Field(
+        False, validation_alias=AliasChoices("MIGRATE_CONFIRM_PRODUCTION", "MIGRATE_CONFIRM")
+    )
+    adopt: bool = Field(True, validation_alias=AliasChoices("MIGRATE_ADOPT"))
+    schema_load_file: Path | None = Field(None, validation_alias=AliasChoices("MIGRATE_SCHEMA_LOAD_FILE"))
+    baseline_version: str | None = Field(None, validation_alias=AliasChoices("MIGRATE_BASELINE_VERSION"))
+
     # Per-invocation options (CLI flags; also settable from the environment where it makes sense).
     target: str | None = Field(None, validation_alias=AliasChoices("MIGRATE_TARGET"))
     dry_run: bool = False
+    interactive: bool = Field(False, exclude=True)  # stdin is a TTY (set by the CLI)
 
     @field_validator("history_schema", "history_table")
     @classmethod

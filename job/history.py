@@ -171,3 +171,34 @@ def record_failed(conn: Connection, table: HistoryTable, version: str, done: int
 
 def delete(conn: Connection, table: HistoryTable, version: str) -> None:
     conn.execute(sql.SQL("DELETE FROM {t} WHERE version = %s").format(t=table.ident), (version,))
+
+
+def insert_row_sql(table: HistoryTable, a: Applied, run_id: str) -> str:
+    """Literal INSERT of an adopted/baselined row (kept if the version is already recorded)."""
+    values: dict[str, Any] = {
+        "version": a.version,
+        "name": a.name,
+        "checksum": a.checksum,
+        "status": "applied",
+        "kind": a.kind,
+        "applied_at": a.applied_at if a.applied_at else sql.SQL("now()"),
+        "execution_ms": a.execution_ms,
+        "applied_by": a.applied_by,
+        "batch": a.batch,
+        "source": a.source,
+        "run_id": run_id,
+    }
+    cols, vals = _values(values)
+    query = sql.SQL("INSERT INTO {t} ({cols}) VALUES ({vals}) ON CONFLICT (version) DO NOTHING").format(
+        t=table.ident, cols=cols, vals=vals
+    )
+    return query.as_string(None)
+
+
+def insert_rows(conn: Connection, table: HistoryTable, rows: list[Applied], run_id: str) -> None:
+    """Write adopted/baselined rows in one transaction."""
+    if not rows:
+        return
+    with conn.transaction():
+        for a in rows:
+            conn.execute(insert_row_sql(table, a, run_id))

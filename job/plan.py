@@ -137,6 +137,8 @@ def build_plan(
                 )
             rows.append(_row(a, "missing" if a.source != "baseline" else "applied", None))
             continue
+        if m.repeatable and a.checksum != m.checksum:
+            continue  # re-applied: listed once, as pending, below
         if (
             verify_checksums
             and a.checksum
@@ -200,3 +202,59 @@ def _row(a: Applied, state: str, m: Migration | None) -> StatusRow:
         source=a.source,
         error=a.error,
     )
+
+
+def rollback_plan(
+    migrations: list[Migration],
+    history: list[Applied],
+    *,
+    steps: int | None = None,
+    to: str | None = None,
+    name: str | None = None,
+    everything: bool = False,
+) -> list[Migration]:
+    """Which applied migrations to roll back, newest first. Pure.
+
+    Default: the last batch (one `migrate` run). `steps`: the last N. `to`: everything above that
+    version. `name`: that one migration. `everything`: all (reset). Raises ValidationFailed, before
+    anything changes, when a selected migration has no file or no down section.
+    """
+    from job.errors import ValidationFailed
+
+    by_key = {m.key: m for m in migrations}
+    applied = [a for a in history if a.status == "applied" and not a.version.startswith("R__")]
+    applied.sort(key=lambda a: _sort_key(a.version), reverse=True)
+    if everything:
+        chosen = applied
+    elif name is not None:
+        chosen = [
+            a
+            for a in applied
+            if name in (a.version, a.name) or (a.version in by_key and name in (by_key[a.version].filename,))
+        ]
+        if not chosen:
+            raise ValidationFailed(f"rollback --name {name}: no applied migration has that name or version")
+    elif to is not None:
+        try:
+            floor = Version.parse(to)
+        except ValueError:
+            raise ValidationFailed(f"rollback --to {to!r}: not a version number") from None
+        chosen = [a for a in applied if (v := a.parsed_version) is not None and v > floor]
+    elif steps is not None:
+        chosen = applied[: max(0, steps)]
+    else:
+        last = max((a.batch or 0 for a in applied), default=0)
+        chosen = [a for a in applied if (a.batch or 0) == last and last > 0]
+    result: list[Migration] = []
+    problems: list[str] = []
+    for a in chosen:
+        m = by_key.get(a.version)
+        if m is None:
+            problems.append(f"version {a.version} ({a.name}) cannot be rolled back: its file is gone")
+        elif m.down is None or not m.down.text.strip():
+            problems.append(f"{m.path}: version {m.key} has no down migration; nothing was rolled back")
+        else:
+            result.append(m)
+    if problems:
+        raise ValidationFailed(problems[0], problems=problems)
+    return result
