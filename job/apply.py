@@ -54,9 +54,9 @@ def statements_for(
     for s in sec.statements:
         line, _ = sec.location(s.offset)
         where = f"{sec.path}:{line}"
-        if s.kind == "CopyStmt" and "stdin" in s.text.lower():
+        if s.copy_client:
             raise SourceError(
-                f"{where}: COPY … FROM STDIN is a psql feature; use INSERT or a file on the server",
+                f"{where}: COPY … FROM STDIN / TO STDOUT is a psql feature; use INSERT or a file on the server",
                 file=str(sec.path),
                 line=line,
             )

@@ -30,6 +30,7 @@ class RunState:
     applied: list[Outcome] = field(default_factory=list)
     pending: list[Migration] = field(default_factory=list)
     current: Migration | None = None
+    backup: Any = None
 
 
 def table_of(settings: Settings) -> HistoryTable:
@@ -96,6 +97,10 @@ def migrate(settings: Settings, log: Log, state: RunState, run_id: str) -> RunSt
         state.pending = list(plan.pending)
         if plan.pending:
             guard.confirm(settings, "apply migrations", database=conn.info.dbname, interactive=settings.interactive)
+            if settings.backup != "none":
+                from job import backup
+
+                state.backup = backup.run(settings, log, conn, plan.pending[-1].key, run_id)
         runner = make_runner(conn, lock, settings, log, run_id, applied)
         runner.applied = state.applied
         runner.apply_all(plan.pending)

@@ -76,6 +76,33 @@ class Settings(BaseSettings):
     env: str = Field("dev", validation_alias=AliasChoices("MIGRATE_ENV"))
     allow_pooler: bool = Field(False, validation_alias=AliasChoices("MIGRATE_ALLOW_POOLER"))
 
+    database_secret_id: str | None = Field(None, validation_alias=AliasChoices("MIGRATE_DATABASE_SECRET_ID"))
+    database_secret_key: str | None = Field(None, validation_alias=AliasChoices("MIGRATE_DATABASE_SECRET_KEY"))
+    database_secret_version_stage: str = Field(
+        "AWSCURRENT", validation_alias=AliasChoices("MIGRATE_DATABASE_SECRET_VERSION_STAGE")
+    )
+    database_url_parameter: str | None = Field(None, validation_alias=AliasChoices("MIGRATE_DATABASE_URL_PARAMETER"))
+    iam_auth: bool = Field(False, validation_alias=AliasChoices("MIGRATE_IAM_AUTH"))
+    aws_region: str | None = Field(None, validation_alias=AliasChoices("MIGRATE_AWS_REGION"))
+    db_host: str | None = Field(None, validation_alias=AliasChoices("MIGRATE_DB_HOST"))
+    db_port: int | None = Field(None, validation_alias=AliasChoices("MIGRATE_DB_PORT"))
+    db_name: str | None = Field(None, validation_alias=AliasChoices("MIGRATE_DB_NAME"))
+    db_user: str | None = Field(None, validation_alias=AliasChoices("MIGRATE_DB_USER"))
+    sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] | None = Field(
+        None, validation_alias=AliasChoices("MIGRATE_SSLMODE")
+    )
+    sslrootcert: Path | None = Field(None, validation_alias=AliasChoices("MIGRATE_SSLROOTCERT"))
+    backup: Literal["auto", "none", "rds-snapshot", "pg-dump"] = Field(
+        "auto", validation_alias=AliasChoices("MIGRATE_BACKUP")
+    )
+    backup_s3_uri: str | None = Field(None, validation_alias=AliasChoices("MIGRATE_BACKUP_S3_URI"))
+    backup_kms_key_id: str | None = Field(None, validation_alias=AliasChoices("MIGRATE_BACKUP_KMS_KEY_ID"))
+    backup_path: Path | None = Field(None, validation_alias=AliasChoices("MIGRATE_BACKUP_PATH"))
+    backup_timeout: Duration = Field(1800.0, validation_alias=AliasChoices("MIGRATE_BACKUP_TIMEOUT"))
+    backup_poll_interval: Duration = Field(15.0, validation_alias=AliasChoices("MIGRATE_BACKUP_POLL_INTERVAL"))
+    rds_instance_id: str | None = Field(None, validation_alias=AliasChoices("MIGRATE_RDS_INSTANCE_ID"))
+    rds_cluster_id: str | None = Field(None, validation_alias=AliasChoices("MIGRATE_RDS_CLUSTER_ID"))
+    pg_dump: str = Field("pg_dump", validation_alias=AliasChoices("MIGRATE_PG_DUMP"))
     confirm_production: bool = Field(
         False, validation_alias=AliasChoices("MIGRATE_CONFIRM_PRODUCTION", "MIGRATE_CONFIRM")
     )
@@ -105,7 +132,42 @@ class Settings(BaseSettings):
 
     @property
     def has_connection(self) -> bool:
-        return self.database_url is not None or self.libpq_env
+        return any(
+            (
+                self.database_url is not None,
+                self.libpq_env,
+                self.database_secret_id,
+                self.database_url_parameter,
+                self.iam_auth and self.db_host,
+            )
+        )
+
+    @property
+    def connection_source(self) -> str:
+        """Where the connection comes from; the first that is set wins (see README)."""
+        if self.database_url is not None or self.libpq_env:
+            return "iam" if self.iam_auth else "url"
+        if self.database_secret_id:
+            return "secret"
+        if self.database_url_parameter:
+            return "parameter"
+        if self.iam_auth:
+            return "iam"
+        return "none"
+
+    @property
+    def is_production(self) -> bool:
+        return self.env.strip().lower() in ("production", "prod")
+
+    @property
+    def effective_sslmode(self) -> str | None:
+        if self.sslmode:
+            return self.sslmode
+        if self.is_production:
+            return "verify-full"
+        if self.iam_auth:
+            return "require"
+        return None
 
     def secrets(self) -> list[str]:
         """Secret strings that must never be printed (used by the log redactor)."""
@@ -160,7 +222,8 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as exc:
         err = exc.errors()[0]
         field = str(err["loc"][0]) if err["loc"] else "?"
-        name = env_name(field) if field not in overrides or overrides.get(field) is None else f"--{field}"
+        given_by_flag = field in overrides and overrides.get(field) is not None
+        name = f"--{field.replace('_', '-')}" if given_by_flag else env_name(field)
         if field in _FIELD_ENV.values():
             name = field
         raise ConfigError(f"invalid setting {name}: {err['msg']}", setting=name) from None
@@ -173,6 +236,12 @@ def github_env() -> dict[str, str]:
     """GitHub Actions variables the reporter uses (read here, the only place reading the environment)."""
     keys = ("GITHUB_ACTIONS", "GITHUB_STEP_SUMMARY")
     return {k: os.environ[k] for k in keys if k in os.environ}
+
+
+def subprocess_env(extra: dict[str, str]) -> dict[str, str]:
+    """Environment for a child process (pg_dump): ours without libpq variables, plus `extra`."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("PG") and k not in ("DATABASE_URL",)}
+    return {**base, **extra}
 
 
 def stdout_is_tty() -> bool:

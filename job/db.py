@@ -16,20 +16,102 @@ from psycopg.pq import ExecStatus
 
 from job.config import Settings
 from job.errors import ConfigError, DatabaseUnreachable
-from job.report import Log
+from job.report import Log, add_secret
 
 Connection = psycopg.Connection[Any]
 
 
-def target_description(settings: Settings) -> dict[str, Any]:
-    """Host, port, database and user of the target: safe to log (never the password or DSN)."""
+def _url_params(settings: Settings) -> dict[str, Any]:
     from psycopg.conninfo import conninfo_to_dict
 
     url = settings.database_url.get_secret_value() if settings.database_url else ""
     try:
-        info = conninfo_to_dict(url)
+        return dict(conninfo_to_dict(url))
     except psycopg.ProgrammingError:
         raise ConfigError("invalid setting DATABASE_URL: not a valid connection string or URL") from None
+
+
+_resolved: dict[tuple[str, str], dict[str, Any]] = {}
+
+
+def connection_params(settings: Settings) -> dict[str, Any]:
+    """libpq parameters for one connection attempt, from the first configured source.
+
+    1. DATABASE_URL / PG* variables; 2. a Secrets Manager secret; 3. an SSM parameter; with
+    MIGRATE_IAM_AUTH=true the password is a fresh RDS IAM token on every call. TLS settings are
+    applied on top. Secrets fetched from AWS are added to the log redactor.
+    """
+    from job import aws
+
+    source = settings.connection_source
+    if source == "none":
+        raise ConfigError(
+            "no database configured: set DATABASE_URL (or the libpq PG* variables), MIGRATE_DATABASE_SECRET_ID, "
+            "MIGRATE_DATABASE_URL_PARAMETER, or MIGRATE_IAM_AUTH=true with MIGRATE_DB_HOST",
+            setting="DATABASE_URL",
+        )
+    if source == "secret":
+        assert settings.database_secret_id
+        key = ("secret", settings.database_secret_id)
+        if key not in _resolved:
+            raw = aws.get_secret(
+                settings.database_secret_id,
+                version_stage=settings.database_secret_version_stage,
+                region=settings.aws_region,
+            )
+            add_secret(raw)
+            _resolved[key] = aws.conninfo_from_secret(settings.database_secret_id, raw, settings.database_secret_key)
+        params = dict(_resolved[key])
+    elif source == "parameter":
+        assert settings.database_url_parameter
+        key = ("parameter", settings.database_url_parameter)
+        if key not in _resolved:
+            raw = aws.get_parameter(settings.database_url_parameter, region=settings.aws_region)
+            add_secret(raw)
+            _resolved[key] = aws.conninfo_from_secret(settings.database_url_parameter, raw, None)
+        params = dict(_resolved[key])
+    else:
+        params = _url_params(settings)
+    for field, name in (("db_host", "host"), ("db_port", "port"), ("db_name", "dbname"), ("db_user", "user")):
+        value = getattr(settings, field)
+        if value is not None:
+            params[name] = str(value)
+    if params.get("password"):
+        add_secret(str(params["password"]))
+    sslmode = settings.effective_sslmode
+    if sslmode:
+        params["sslmode"] = sslmode
+    if settings.sslrootcert:
+        params["sslrootcert"] = str(settings.sslrootcert)
+    if settings.iam_auth:
+        if params.get("sslmode") in ("disable", "allow", "prefer"):
+            raise ConfigError(
+                "MIGRATE_IAM_AUTH requires TLS: set MIGRATE_SSLMODE to require, verify-ca or verify-full",
+                setting="MIGRATE_SSLMODE",
+            )
+        host, user = params.get("host"), params.get("user")
+        if not host or not user:
+            raise ConfigError(
+                "MIGRATE_IAM_AUTH needs the host and user (DATABASE_URL without password, PG* or MIGRATE_DB_HOST/USER)",
+                setting="MIGRATE_IAM_AUTH",
+            )
+        token = aws.iam_token(
+            host=str(host), port=int(params.get("port") or 5432), user=str(user), region=settings.aws_region
+        )
+        add_secret(token)
+        params["password"] = token
+    return params
+
+
+def target_description(settings: Settings) -> dict[str, Any]:
+    """Host, port, database and user of the target: safe to log (never the password or DSN)."""
+    if settings.connection_source in ("url", "iam"):
+        info = _url_params(settings)
+        for field, name in (("db_host", "host"), ("db_port", "port"), ("db_name", "dbname"), ("db_user", "user")):
+            if getattr(settings, field) is not None:
+                info[name] = str(getattr(settings, field))
+    else:
+        info = {k: v for k, v in _resolved.items()}.get(("secret", settings.database_secret_id or ""), {})
     return {k: info[k] for k in ("host", "port", "dbname", "user") if info.get(k)}
 
 
@@ -63,18 +145,13 @@ def refuse_pooler(settings: Settings) -> None:
 
 def connect_once(settings: Settings, *, purpose: str, timeout: float = 10.0) -> Connection:
     """One connection attempt. Raises psycopg.OperationalError on failure."""
-    if not settings.has_connection:
-        raise ConfigError(
-            "no database configured: set DATABASE_URL (or MIGRATE_DATABASE_URL) or the libpq PG* variables",
-            setting="DATABASE_URL",
-        )
-    url = settings.database_url.get_secret_value() if settings.database_url else ""
-    target_description(settings)  # validates the URL shape without echoing it
+    params = connection_params(settings)
     return psycopg.connect(
-        url,
+        "",
         autocommit=True,
         application_name=f"{settings.application_name}:{purpose}",
         connect_timeout=max(1, min(int(timeout), 30)),
+        **params,
     )
 
 

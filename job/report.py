@@ -20,7 +20,7 @@ from structlog.typing import EventDict, FilteringBoundLogger, WrappedLogger
 Log = FilteringBoundLogger
 
 _URL_PASSWORD = re.compile(r"(?P<pre>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@\s]+)(?P<post>@)", re.IGNORECASE)
-_KV_PASSWORD = re.compile(r"(?P<pre>\bpassword\s*=\s*)(?P<pw>'[^']*'|\S+)", re.IGNORECASE)
+_KV_PASSWORD = re.compile(r"(?P<pre>\bpassword\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
 
 
 def redact_text(text: str, secrets: Sequence[str]) -> str:
@@ -31,11 +31,22 @@ def redact_text(text: str, secrets: Sequence[str]) -> str:
     return _KV_PASSWORD.sub(r"\g<pre>***", text)
 
 
+_SECRETS: list[str] = []
+
+
+def add_secret(value: str) -> None:
+    """Register a secret learned at run time (AWS secret, IAM token): it is scrubbed from every log line."""
+    if value and len(value) >= 4 and value not in _SECRETS:
+        _SECRETS.append(value)
+
+
 class Redactor:
     """structlog processor: scrub secrets from every string in the event (recursively)."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
-        self.secrets = [s for s in secrets if s]
+        for s in secrets:
+            add_secret(s)
+        self.secrets = _SECRETS
 
     def _clean(self, value: Any) -> Any:
         if isinstance(value, str):

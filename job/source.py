@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from functools import cached_property, total_ordering
 from pathlib import Path
 
+from job.config import parse_duration
 from job.errors import SourceError
 from job.sqlscan import SqlSyntaxError, Statement, line_col, split
 
@@ -105,6 +106,7 @@ class Section:
                 kind=s.kind,
                 non_transactional=s.non_transactional,
                 transaction_control=s.transaction_control,
+                copy_client=s.copy_client,
             )
             for s in stmts
         )
@@ -154,7 +156,7 @@ _NUMBERED_TS = re.compile(r"^(?P<date>\d{8})_(?P<time>\d{6})_(?P<name>.+)\.sql$"
 _NUMBERED = re.compile(r"^(?P<version>\d+)(?:[_-](?P<name>.+?))?\.sql$")
 _GOLANG = re.compile(r"^(?P<version>\d+)_(?P<name>.+)\.(?P<dir>up|down)\.sql$")
 _FLYWAY = re.compile(r"^(?P<prefix>[VUR])(?P<version>\d+(?:[._]\d+)*)?__(?P<name>.+)\.sql$")
-_ROLLBACK_SUFFIXES = ("_rollback", ".rollback", "_down", ".down")
+_ROLLBACK_SUFFIXES = ("_rollback", ".rollback")
 
 LAYOUTS = ("auto", "numbered", "golang", "flyway")
 
@@ -185,7 +187,7 @@ def _classify(filename: str) -> _Name | None:
     if m:
         name = m["name"]
         role = "up"
-        for suffix in _ROLLBACK_SUFFIXES[:2]:
+        for suffix in _ROLLBACK_SUFFIXES:
             if name.endswith(suffix):
                 name, role = name[: -len(suffix)], "down"
         return _Name("numbered", Version((int(m["date"] + m["time"]),)), name, role)
@@ -193,7 +195,7 @@ def _classify(filename: str) -> _Name | None:
     if m:
         name = m["name"] or ""
         role = "up"
-        for suffix in _ROLLBACK_SUFFIXES[:2]:
+        for suffix in _ROLLBACK_SUFFIXES:
             if name.endswith(suffix):
                 name, role = name[: -len(suffix)], "down"
         return _Name("numbered", Version((int(m["version"]),)), name, role)
@@ -204,10 +206,10 @@ def _classify(filename: str) -> _Name | None:
 
 _MARKER = re.compile(
     r"^[ \t]*--[ \t]*(?:\+migrate[ \t]+|migrate:[ \t]*)?(?P<dir>up|down)\b[ \t]*"
-    r"(?:transaction:(?P<tx>true|false))?[ \t]*(?:--.*)?$",
+    r"(?:transaction:(?P<tx>true|false))?[ \t]*(?:--[^\r\n]*)?\r?$",
     re.IGNORECASE | re.MULTILINE,
 )
-_DIRECTIVE = re.compile(r"^[ \t]*--[ \t]*migrate-job:[ \t]*(?P<body>.*)$", re.IGNORECASE | re.MULTILINE)
+_DIRECTIVE = re.compile(r"^[ \t]*--[ \t]*migrate-job:[ \t]*(?P<body>[^\r\n]*)\r?$", re.IGNORECASE | re.MULTILINE)
 _DIRECTIVE_KEYS = {"transaction", "lock_timeout", "statement_timeout", "baseline"}
 _BOOL = {"on": True, "true": True, "yes": True, "off": False, "false": False, "no": False}
 
@@ -242,6 +244,13 @@ def parse_directives(path: Path, text: str) -> Directives:
                     line=line,
                 )
             values[key] = value.strip()
+            if key in ("lock_timeout", "statement_timeout"):
+                try:
+                    parse_duration(values[key])
+                except ValueError as exc:
+                    raise SourceError(
+                        f"{path}:{line}: directive {key}={values[key]!r}: {exc}", file=str(path), line=line
+                    ) from None
     transaction: bool | None = None
     if "transaction" in values:
         raw = values["transaction"].lower()

@@ -33,6 +33,7 @@ class Statement:
     kind: str
     non_transactional: bool = False
     transaction_control: str | None = None  # "begin", "commit", "rollback", "savepoint", ...
+    copy_client: bool = False  # COPY ... FROM STDIN / TO STDOUT: needs a psql-style client
 
     @property
     def terminated(self) -> str:
@@ -65,6 +66,8 @@ def _why_non_transactional(stmt: Any) -> bool:
     if name in {"IndexStmt", "DropStmt"}:
         return bool(getattr(stmt, "concurrent", False))
     if name == "ReindexStmt":
+        if int(getattr(stmt, "kind", 0)) >= 2:  # REINDEX SCHEMA / SYSTEM / DATABASE
+            return True
         for param in getattr(stmt, "params", None) or ():
             if getattr(param, "defname", "") == "concurrently":
                 return True
@@ -91,6 +94,23 @@ _TX_KINDS = {
 }
 
 
+def _syntax_error(parser: Any, text: str, exc: Exception) -> SqlSyntaxError:
+    """The parser's message and a character offset into `text`.
+
+    pglast converts the error position as if it were a byte offset, which is wrong after non-ASCII
+    text: parse an ASCII stand-in of the same length (one ASCII character per character) to get it.
+    """
+    message = str(exc.args[0]) if exc.args else str(exc)
+    if not text.isascii():
+        try:
+            parser.parse_sql("".join(c if c.isascii() else "x" for c in text))
+        except parser.ParseError as ascii_exc:
+            exc = ascii_exc
+    raw = exc.args[1] if len(exc.args) > 1 else None
+    offset = len(text) if raw is None else int(raw)
+    return SqlSyntaxError(message, min(offset, len(text)))
+
+
 def split(text: str) -> list[Statement]:
     """Split `text` into statements, with offsets and classification.
 
@@ -100,9 +120,7 @@ def split(text: str) -> list[Statement]:
     try:
         raws = parser.parse_sql(text)
     except parser.ParseError as exc:
-        message = str(exc.args[0]) if exc.args else str(exc)
-        offset = int(exc.args[1]) if len(exc.args) > 1 else 0
-        raise SqlSyntaxError(message, offset) from None
+        raise _syntax_error(parser, text, exc) from None
     statements: list[Statement] = []
     for raw in raws:
         start = raw.stmt_location
@@ -118,6 +136,7 @@ def split(text: str) -> list[Statement]:
         tx: str | None = None
         if kind == "TransactionStmt":
             tx = _TX_KINDS.get(int(stmt.kind), "other")
+        copy_client = kind == "CopyStmt" and stmt.filename is None and not getattr(stmt, "is_program", False)
         statements.append(
             Statement(
                 text=body,
@@ -125,6 +144,7 @@ def split(text: str) -> list[Statement]:
                 kind=kind,
                 non_transactional=_why_non_transactional(stmt),
                 transaction_control=tx,
+                copy_client=copy_client,
             )
         )
     return statements

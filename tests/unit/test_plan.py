@@ -1,0 +1,319 @@
+"""Pure tests of job.plan.build_plan: files vs. a hand-built history. No database."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from job.plan import Applied, Plan, build_plan
+from job.source import Migration, load
+
+WHEN = datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+def make_migrations(root: Path, names: list[str]) -> list[Migration]:
+    """Write one small migration per name (distinct contents) and load the folder."""
+    folder = root / "migrations"
+    folder.mkdir()
+    for i, name in enumerate(names):
+        (folder / name).write_text(f"create table t{i} (a int);\n", encoding="utf-8")
+    return load(folder)
+
+
+def applied(m: Migration, **changes: object) -> Applied:
+    """A history row recording `m` as applied with its current checksum (fields overridable)."""
+    fields: dict[str, object] = {
+        "version": m.key,
+        "name": m.name,
+        "checksum": m.checksum,
+        "status": "applied",
+        "applied_at": WHEN,
+        "execution_ms": 12,
+        "applied_by": "ci",
+        "batch": 1,
+    }
+    fields.update(changes)
+    return Applied(**fields)  # type: ignore[arg-type]
+
+
+def by_version(ms: list[Migration]) -> dict[str, Migration]:
+    return {m.key: m for m in ms}
+
+
+def pending_keys(plan: Plan) -> list[str]:
+    return [m.key for m in plan.pending]
+
+
+def states(plan: Plan) -> list[tuple[str, str]]:
+    return [(r.version, r.state) for r in plan.rows]
+
+
+# ---------------------------------------------------------------------------- pending / applied
+
+
+@pytest.mark.parametrize(
+    ("names", "expected"),
+    [
+        ([], []),
+        (["0001_a.sql"], ["1"]),
+        (["10_c.sql", "9_b.sql", "0002_a.sql"], ["2", "9", "10"]),
+        (["V1.10__c.sql", "V1.9__b.sql", "V1__a.sql"], ["1", "1.9", "1.10"]),
+    ],
+)
+def test_everything_pending_on_empty_history(tmp_path: Path, names: list[str], expected: list[str]) -> None:
+    """With no history every migration is pending, in numeric order, and nothing is wrong."""
+    plan = build_plan(make_migrations(tmp_path, names), [])
+    assert plan.ok
+    assert plan.problems == ()
+    assert pending_keys(plan) == expected
+    assert states(plan) == [(v, "pending") for v in expected]
+
+
+@pytest.mark.parametrize(
+    ("done", "expected_pending"),
+    [
+        ([], ["1", "2", "9", "10"]),
+        (["1"], ["2", "9", "10"]),
+        (["1", "2"], ["9", "10"]),
+        (["1", "2", "9"], ["10"]),
+        (["1", "2", "9", "10"], []),
+    ],
+)
+def test_applied_and_pending_split(tmp_path: Path, done: list[str], expected_pending: list[str]) -> None:
+    """Applied versions are skipped; the rest are pending in order."""
+    ms = make_migrations(tmp_path, ["0001_a.sql", "0002_b.sql", "0009_c.sql", "0010_d.sql"])
+    index = by_version(ms)
+    plan = build_plan(ms, [applied(index[v]) for v in done])
+    assert plan.ok
+    assert pending_keys(plan) == expected_pending
+    expected_states = [(v, "applied" if v in done else "pending") for v in ["1", "2", "9", "10"]]
+    assert states(plan) == expected_states
+
+
+# ---------------------------------------------------------------------------- problems
+
+
+def test_modified_file_is_a_problem_naming_the_file(tmp_path: Path) -> None:
+    """An applied file whose checksum changed is reported as modified, naming the file."""
+    ms = make_migrations(tmp_path, ["0001_a.sql", "0002_b.sql"])
+    index = by_version(ms)
+    plan = build_plan(ms, [applied(index["1"], checksum="0" * 64), applied(index["2"])])
+    assert not plan.ok
+    (problem,) = plan.problems
+    assert problem.kind == "modified"
+    assert problem.version == "1"
+    assert "0001_a.sql" in problem.message
+    assert pending_keys(plan) == []
+    assert states(plan) == [("1", "modified"), ("2", "applied")]
+
+
+@pytest.mark.parametrize(
+    ("checksum", "verify", "source"),
+    [
+        ("0" * 64, False, "migrate-job"),
+        (None, True, "migrate-job"),
+        ("0" * 64, True, "baseline"),
+    ],
+)
+def test_checksum_not_checked(tmp_path: Path, checksum: str | None, verify: bool, source: str) -> None:
+    """No modified problem when checks are off, the history has no checksum, or the row is a baseline."""
+    ms = make_migrations(tmp_path, ["0001_a.sql"])
+    plan = build_plan(ms, [applied(ms[0], checksum=checksum, source=source)], verify_checksums=verify)
+    assert plan.ok
+    assert states(plan) == [("1", "applied")]
+
+
+def test_missing_file_is_a_problem(tmp_path: Path) -> None:
+    """A version in the history whose file is gone is reported as missing."""
+    ms = make_migrations(tmp_path, ["0001_a.sql"])
+    gone = Applied(version="2", name="dropped_file", checksum="f" * 64, status="applied", applied_at=WHEN)
+    plan = build_plan(ms, [applied(ms[0]), gone])
+    assert not plan.ok
+    (problem,) = plan.problems
+    assert problem.kind == "missing"
+    assert problem.version == "2"
+    assert "2" in problem.message
+    assert "dropped_file" in problem.message
+    assert states(plan) == [("1", "applied"), ("2", "missing")]
+
+
+def test_missing_baseline_row_is_not_a_problem(tmp_path: Path) -> None:
+    """A baseline history row has no file by design and is shown as applied."""
+    ms = make_migrations(tmp_path, ["0002_a.sql"])
+    base = Applied(version="1", name="baseline", checksum=None, status="applied", source="baseline")
+    plan = build_plan(ms, [base])
+    assert plan.ok
+    assert states(plan) == [("1", "applied"), ("2", "pending")]
+
+
+@pytest.mark.parametrize(
+    ("status", "done", "error", "words"),
+    [
+        ("failed", 2, "42P07: relation exists", ["failed", "statement 3", "42P07: relation exists"]),
+        ("failed", None, None, ["failed", "unknown statement"]),
+        ("running", 0, None, ["interrupted", "statement 1"]),
+    ],
+)
+def test_failed_or_running_entry_needs_repair(
+    tmp_path: Path, status: str, done: int | None, error: str | None, words: list[str]
+) -> None:
+    """A failed or interrupted entry blocks the plan with a message naming the file and `repair`."""
+    ms = make_migrations(tmp_path, ["0001_a.sql", "0002_b.sql"])
+    index = by_version(ms)
+    row = applied(index["1"], status=status, statements_done=done, error=error, kind="non_transactional")
+    plan = build_plan(ms, [row])
+    assert not plan.ok
+    (problem,) = plan.problems
+    assert problem.kind == "failed"
+    assert problem.version == "1"
+    assert "repair" in problem.message
+    assert "0001_a.sql" in problem.message
+    for word in words:
+        assert word in problem.message
+    assert "1" not in pending_keys(plan)
+    assert states(plan)[0] == ("1", "failed")
+
+
+def test_failed_entry_without_file_names_history_name(tmp_path: Path) -> None:
+    """A failed entry whose file is gone still yields a repair problem naming the recorded name."""
+    ms = make_migrations(tmp_path, ["0001_a.sql"])
+    row = Applied(version="2", name="gone_one", checksum=None, status="failed", statements_done=0)
+    plan = build_plan(ms, [applied(ms[0]), row])
+    (problem,) = plan.problems
+    assert problem.kind == "failed"
+    assert "gone_one" in problem.message
+    assert "repair" in problem.message
+
+
+@pytest.mark.parametrize(
+    ("done", "late", "allow", "problem_versions"),
+    [
+        (["1", "3"], ["2"], False, ["2"]),
+        (["1", "3"], ["2"], True, []),
+        (["3"], ["1", "2"], False, ["1", "2"]),
+        (["3"], ["1", "2"], True, []),
+        (["1", "2"], ["3"], False, []),
+    ],
+)
+def test_out_of_order(
+    tmp_path: Path, done: list[str], late: list[str], allow: bool, problem_versions: list[str]
+) -> None:
+    """A pending version below the highest applied one is a problem unless out-of-order is allowed."""
+    ms = make_migrations(tmp_path, ["0001_a.sql", "0002_b.sql", "0003_c.sql"])
+    index = by_version(ms)
+    plan = build_plan(ms, [applied(index[v]) for v in done], allow_out_of_order=allow)
+    assert [p.version for p in plan.problems] == problem_versions
+    for p in plan.problems:
+        assert p.kind == "out_of_order"
+        assert index[p.version].filename in p.message
+    assert pending_keys(plan) == late
+
+
+# ---------------------------------------------------------------------------- target
+
+
+@pytest.mark.parametrize(
+    ("target", "done", "pending", "skipped"),
+    [
+        ("2", [], ["1", "2"], ["3", "10"]),
+        ("2.0", [], ["1", "2"], ["3", "10"]),
+        ("0002", [], ["1", "2"], ["3", "10"]),
+        ("3", ["1"], ["2", "3"], ["10"]),
+        ("9", [], ["1", "2", "3"], ["10"]),
+        ("10", [], ["1", "2", "3", "10"], []),
+        ("1", ["1", "2"], [], ["3", "10"]),
+    ],
+)
+def test_target_excludes_later_versions(
+    tmp_path: Path, target: str, done: list[str], pending: list[str], skipped: list[str]
+) -> None:
+    """--target applies versions up to and including the target; later ones are left for later."""
+    ms = make_migrations(tmp_path, ["0001_a.sql", "0002_b.sql", "0003_c.sql", "0010_d.sql"])
+    index = by_version(ms)
+    plan = build_plan(ms, [applied(index[v]) for v in done], target=target)
+    assert plan.ok
+    assert pending_keys(plan) == pending
+    assert [m.key for m in plan.skipped_after_target] == skipped
+    assert [r.version for r in plan.rows] == ["1", "2", "3", "10"]
+
+
+@pytest.mark.parametrize("target", ["latest", "v2", "", "2024-01-01"])
+def test_non_numeric_target_is_a_problem(tmp_path: Path, target: str) -> None:
+    """A --target that is not a version number is reported as a problem."""
+    ms = make_migrations(tmp_path, ["0001_a.sql"])
+    plan = build_plan(ms, [], target=target)
+    assert not plan.ok
+    assert [p.kind for p in plan.problems] == ["unknown_target"]
+
+
+# ---------------------------------------------------------------------------- status rows
+
+
+def test_status_rows_states_sorted_numerically(tmp_path: Path) -> None:
+    """Status shows one row per version, numerically sorted, with applied/pending/failed/missing/modified."""
+    ms = make_migrations(tmp_path, ["0001_a.sql", "0002_b.sql", "0009_c.sql", "0010_d.sql", "0011_e.sql", "0100_f.sql"])
+    index = by_version(ms)
+    history = [
+        applied(index["10"]),
+        applied(index["2"], checksum="e" * 64),
+        applied(index["1"]),
+        applied(index["9"], status="failed", statements_done=1, error="boom"),
+        Applied(version="20", name="removed", checksum="d" * 64, status="applied"),
+    ]
+    plan = build_plan(ms, history, allow_out_of_order=True)
+    assert states(plan) == [
+        ("1", "applied"),
+        ("2", "modified"),
+        ("9", "failed"),
+        ("10", "applied"),
+        ("11", "pending"),
+        ("20", "missing"),
+        ("100", "pending"),
+    ]
+    assert sorted(p.kind for p in plan.problems) == ["failed", "missing", "modified"]
+    row = plan.rows[0]
+    assert row.name == "a"
+    assert row.applied_at == WHEN
+    assert row.execution_ms == 12
+    assert row.file is not None
+    assert row.file.endswith("0001_a.sql")
+    failed = plan.rows[2]
+    assert failed.error == "boom"
+
+
+def test_status_rows_flyway_repeatables_last(tmp_path: Path) -> None:
+    """Repeatable migrations come after every versioned row in status."""
+    ms = make_migrations(tmp_path, ["V1__a.sql", "R__views.sql", "V1.10__c.sql", "V1.9__b.sql", "R__funcs.sql"])
+    plan = build_plan(ms, [])
+    assert [r.version for r in plan.rows] == ["1", "1.9", "1.10", "R__funcs", "R__views"]
+    assert pending_keys(plan) == ["1", "1.9", "1.10", "R__funcs", "R__views"]
+
+
+@pytest.mark.parametrize(
+    ("recorded", "rerun"),
+    [
+        ("same", False),
+        ("changed", True),
+    ],
+)
+def test_repeatable_reruns_when_changed(tmp_path: Path, recorded: str, rerun: bool) -> None:
+    """A repeatable migration runs again when its checksum changed, without a modified problem."""
+    ms = make_migrations(tmp_path, ["V1__a.sql", "R__views.sql"])
+    index = by_version(ms)
+    rep = index["R__views"]
+    checksum = rep.checksum if recorded == "same" else "c" * 64
+    plan = build_plan(ms, [applied(index["1"]), applied(rep, checksum=checksum)])
+    assert plan.ok
+    assert pending_keys(plan) == (["R__views"] if rerun else [])
+
+
+def test_status_has_one_row_per_version_for_changed_repeatable(tmp_path: Path) -> None:
+    """A changed repeatable migration appears once in status (as pending), not twice."""
+    ms = make_migrations(tmp_path, ["V1__a.sql", "R__views.sql"])
+    index = by_version(ms)
+    plan = build_plan(ms, [applied(index["1"]), applied(index["R__views"], checksum="c" * 64)])
+    versions = [r.version for r in plan.rows]
+    assert len(versions) == len(set(versions)), versions
+    assert states(plan) == [("1", "applied"), ("R__views", "pending")]
