@@ -253,6 +253,8 @@ def main(argv: list[str] | None = None) -> int:
         ),
     }
     code = ExitCode.OK
+    error_text: str | None = None
+    error_fields: dict[str, Any] = {}
     try:
         log.debug("run.started", command=command, version=__version__)
         actions[command]()
@@ -269,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     except JobError as exc:
         code = exc.exit_code
+        error_text, error_fields = exc.message, exc.fields
         fields = dict(exc.fields)
         problems = getattr(exc, "problems", None)
         if problems:
@@ -276,7 +279,9 @@ def main(argv: list[str] | None = None) -> int:
         log.error(exc.event, **{**fields, "error": exc.message, "exit_code": int(code)})
     except Exception as exc:  # a bug: still exit cleanly with a one-line error and exit 1
         code = ExitCode.MIGRATION_FAILED
+        error_text = f"{type(exc).__name__}: {exc}".splitlines()[0]
         log.error("run.crashed", error=f"{type(exc).__name__}: {exc}".splitlines()[0], exit_code=int(code))
+    _report_to_orchestrators(settings, command, int(code), state, error_text, error_fields, secrets=settings.secrets())
     if command in ("migrate", "rollback", "reset", "refresh", "repair"):
         log.info(
             "run.finished",
@@ -287,3 +292,31 @@ def main(argv: list[str] | None = None) -> int:
             dry_run=bool(settings.dry_run),
         )
     return int(code)
+
+
+def _report_to_orchestrators(
+    settings: Any, command: str, code: int, state: Any, error: str | None, fields: dict[str, Any], *, secrets: list[str]
+) -> None:
+    """Kubernetes termination message; GitHub step summary and error annotation. Never raises."""
+    from job.report import (
+        append_file,
+        github_annotation,
+        github_summary,
+        redact_text,
+        termination_message,
+        write_termination_log,
+    )
+
+    if command in _REPORT_COMMANDS or getattr(settings, "dry_run", False):
+        return
+    safe_error = redact_text(error, secrets) if error else None
+    applied = list(getattr(state, "applied", []))
+    summary = safe_error or f"{len(applied)} migration(s) applied"
+    write_termination_log(settings.termination_log, termination_message(command, code, summary))
+    if settings.github_actions:
+        if settings.github_step_summary:
+            append_file(settings.github_step_summary, github_summary(command, code, applied, safe_error))
+        if safe_error:
+            print(
+                github_annotation(safe_error, fields.get("file"), fields.get("line"), fields.get("column")), flush=True
+            )

@@ -103,6 +103,11 @@ class Settings(BaseSettings):
     rds_instance_id: str | None = Field(None, validation_alias=AliasChoices("MIGRATE_RDS_INSTANCE_ID"))
     rds_cluster_id: str | None = Field(None, validation_alias=AliasChoices("MIGRATE_RDS_CLUSTER_ID"))
     pg_dump: str = Field("pg_dump", validation_alias=AliasChoices("MIGRATE_PG_DUMP"))
+    termination_log: Path | None = Field(
+        Path("/dev/termination-log"), validation_alias=AliasChoices("MIGRATE_TERMINATION_LOG")
+    )
+    github_actions: bool = Field(False, validation_alias=AliasChoices("GITHUB_ACTIONS"))
+    github_step_summary: Path | None = Field(None, validation_alias=AliasChoices("GITHUB_STEP_SUMMARY"))
     confirm_production: bool = Field(
         False, validation_alias=AliasChoices("MIGRATE_CONFIRM_PRODUCTION", "MIGRATE_CONFIRM")
     )
@@ -230,12 +235,6 @@ def load_settings(**overrides: Any) -> Settings:
     if not settings.applied_by:
         settings = settings.model_copy(update={"applied_by": _default_applied_by()})
     return settings
-
-
-def github_env() -> dict[str, str]:
-    """GitHub Actions variables the reporter uses (read here, the only place reading the environment)."""
-    keys = ("GITHUB_ACTIONS", "GITHUB_STEP_SUMMARY")
-    return {k: os.environ[k] for k in keys if k in os.environ}
 
 
 def subprocess_env(extra: dict[str, str]) -> dict[str, str]:

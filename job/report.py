@@ -12,6 +12,7 @@ import re
 import sys
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any, TextIO
 
 import structlog
@@ -130,3 +131,74 @@ def status_json(rows: Sequence[Any], summary: dict[str, Any]) -> str:
         for r in rows
     ]
     return json.dumps({"migrations": items, **summary}, indent=2, default=str)
+
+
+# ---------------------------------------------------------------------------- orchestrators
+
+
+def termination_message(command: str, code: int, summary: str) -> str:
+    """One line for Kubernetes' termination message (`kubectl describe pod` shows it)."""
+    return f"migrate-job {command}: exit {code}: {summary}"[:4000]
+
+
+def write_termination_log(path: Path | None, line: str) -> None:
+    """Write the summary where Kubernetes reads it; silently skipped where the path is not writable."""
+    if path is None or not path.parent.is_dir():
+        return
+    if path == Path("/dev/termination-log") and not path.exists():
+        return  # not in a Kubernetes pod (the kubelet creates it); never create files in /dev
+    try:
+        with path.open("w", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+    except OSError:
+        pass
+
+
+def _md(text: object) -> str:
+    return str(text if text is not None else "").replace("|", "\\|").replace("\n", " ")
+
+
+def github_summary(command: str, code: int, applied: Sequence[Any], error: str | None) -> str:
+    """A Markdown step summary: outcome and a table of the migrations applied in this run."""
+    icon = "✅" if code == 0 else "❌"
+    lines = [f"### {icon} migrate-job {command}: exit {code}", ""]
+    if error:
+        lines += [f"**Error:** {_md(error)}", ""]
+    if applied:
+        lines += ["| version | name | file | duration |", "|---|---|---|---|"]
+        lines += [
+            f"| {_md(o.migration.key)} | {_md(o.migration.name)} | {_md(o.migration.filename)} | {o.elapsed_ms} ms |"
+            for o in applied
+        ]
+    else:
+        lines.append("No migrations were applied.")
+    return "\n".join(lines) + "\n"
+
+
+def _escape_property(value: str) -> str:
+    return value.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A").replace(":", "%3A").replace(",", "%2C")
+
+
+def _escape_data(value: str) -> str:
+    return value.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def github_annotation(message: str, file: str | None = None, line: int | None = None, col: int | None = None) -> str:
+    """A GitHub Actions workflow command: `::error file=…,line=…::message`."""
+    props = []
+    if file:
+        props.append(f"file={_escape_property(file)}")
+    if line:
+        props.append(f"line={line}")
+    if col:
+        props.append(f"col={col}")
+    head = "::error " + ",".join(props) if props else "::error"
+    return f"{head}::{_escape_data(message)}"
+
+
+def append_file(path: Path, text: str) -> None:
+    try:
+        with path.open("a", encoding="utf-8") as fh:
+            fh.write(text)
+    except OSError:
+        pass
