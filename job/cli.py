@@ -20,24 +20,47 @@ from job import __version__
 from job.errors import EXIT_CODE_HELP, ConfigError, ExitCode, Interrupted, JobError
 
 SETTINGS_HELP = """\
-settings (environment variables; CLI flags win over them):
+settings (environment variables; CLI flags win over them; durations: 30, 500ms, 5s, 10m, 1h):
+ connection (first that is set wins)
   DATABASE_URL / MIGRATE_DATABASE_URL  target database (URL or conninfo); or the libpq PG* variables
+  MIGRATE_DATABASE_SECRET_ID   AWS Secrets Manager secret (RDS JSON or a connection string)
+  MIGRATE_DATABASE_SECRET_KEY  JSON key holding the connection string (non-standard secrets)
+  MIGRATE_DATABASE_SECRET_VERSION_STAGE  secret version stage (default AWSCURRENT)
+  MIGRATE_DATABASE_URL_PARAMETER  SSM Parameter Store (SecureString) holding the connection string
+  MIGRATE_IAM_AUTH             RDS IAM auth token as password (host/user from DATABASE_URL, PG* or MIGRATE_DB_*)
+  MIGRATE_DB_HOST/PORT/NAME/USER  override parts of the connection
+  MIGRATE_SSLMODE, MIGRATE_SSLROOTCERT  TLS (default verify-full when MIGRATE_ENV=production)
+  MIGRATE_AWS_REGION           AWS region (default: boto3's chain); AWS_ENDPOINT_URL is honoured
+ migrations and history
   MIGRATE_DIR                  migrations folder (default ./migrations)            [--dir]
   MIGRATE_FORMAT               auto|numbered|golang|flyway (default auto)          [--layout]
   MIGRATE_HISTORY_SCHEMA       schema of the history table (default public)
   MIGRATE_HISTORY_TABLE        history table (default migrate_job_history)
-  MIGRATE_LOCK_WAIT_TIMEOUT    wait for the advisory lock (default 10m)
-  MIGRATE_LOCK_TIMEOUT         lock_timeout for each migration (default 5s)
-  MIGRATE_LOCK_RETRIES         retries after a lock timeout (default 10)
-  MIGRATE_STATEMENT_TIMEOUT    statement_timeout for migrations (default 0 = off)
-  MIGRATE_CONNECT_TIMEOUT      keep retrying to connect for this long (default 60s)
   MIGRATE_ALLOW_OUT_OF_ORDER   apply pending versions lower than the highest applied
   MIGRATE_TARGET               apply up to and including this version           [--target]
-  MIGRATE_APPLIED_BY           identity recorded in history (default user@host)
+  MIGRATE_ADOPT                adopt another tool's tracking table on the first run (default true)
+  MIGRATE_SCHEMA_LOAD_FILE     schema file for new databases (default schema.sql / init.sql in MIGRATE_DIR)
+  MIGRATE_BASELINE_VERSION     versions the schema file covers (or a `-- migrate-job: baseline V` header)
+ safety
+  MIGRATE_LOCK_WAIT_TIMEOUT    wait for the advisory lock (default 10m)           [--lock-wait-timeout]
+  MIGRATE_LOCK_TIMEOUT         lock_timeout for each migration (default 5s)       [--lock-timeout]
+  MIGRATE_LOCK_RETRIES         retries after a lock timeout (default 10)          [--lock-retries]
+  MIGRATE_STATEMENT_TIMEOUT    statement_timeout for migrations (default 0 = off) [--statement-timeout]
+  MIGRATE_CONNECT_TIMEOUT      keep retrying to connect for this long (default 60s)
+  MIGRATE_ALLOW_POOLER         allow a target that looks like PgBouncer/RDS Proxy (default false)
+  MIGRATE_ENV                  environment name; `production` is guarded         [--env]
+  MIGRATE_CONFIRM_PRODUCTION   yes = confirm changing production (also MIGRATE_CONFIRM) [--yes]
+ backup (before applying, only when something is pending)
+  MIGRATE_BACKUP               auto|none|rds-snapshot|pg-dump (auto: required on production)
+  MIGRATE_RDS_INSTANCE_ID / MIGRATE_RDS_CLUSTER_ID  snapshot target (default: from the endpoint)
+  MIGRATE_BACKUP_S3_URI, MIGRATE_BACKUP_KMS_KEY_ID, MIGRATE_BACKUP_PATH  pg_dump destination
+  MIGRATE_BACKUP_TIMEOUT (30m), MIGRATE_BACKUP_POLL_INTERVAL (15s), MIGRATE_PG_DUMP (pg_dump)
+ output
   MIGRATE_LOG_FORMAT           auto|json|console (default auto: console on a TTY)
   MIGRATE_LOG_LEVEL            debug|info|warning|error (default info)
-  MIGRATE_ENV                  environment name (default dev)
-durations accept 30, 500ms, 5s, 10m, 1h."""
+  MIGRATE_APPLIED_BY           identity recorded in history (default user@host)
+  MIGRATE_APPLICATION_NAME     application_name prefix (default migrate-job)
+  MIGRATE_TERMINATION_LOG      Kubernetes termination message file (default /dev/termination-log)"""
 
 
 def _common(argument_default: Any = argparse.SUPPRESS) -> argparse.ArgumentParser:
@@ -163,6 +186,11 @@ _SETTING_ARGS = (
     "dry_run",
     "target",
     "allow_out_of_order",
+    "lock_timeout",
+    "lock_retries",
+    "statement_timeout",
+    "env",
+    "confirm_production",
 )
 
 COMMANDS = (
