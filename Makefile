@@ -7,7 +7,14 @@ DEV_PGDATA ?= .dev/pgdata
 PYTEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help install run stop test test-unit test-pg lint fmt clean
+comma := ,
+IMAGE ?= localhost/migrate-job:dev
+BASE_IMAGE ?= localhost/debian:trixie
+CONTAINERS_CONF ?= $(CURDIR)/.dev/containers/containers.conf
+export CONTAINERS_CONF
+RDS_CA_URL ?= https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem
+
+.PHONY: help install run stop test test-unit test-pg lint fmt clean image test-image
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "} {printf "  make %-10s %s\n", $$1, $$2}'
@@ -41,6 +48,17 @@ lint: install ## ruff (lint + format check) and mypy --strict
 fmt: install ## format the code with ruff
 	$(VENV)/bin/ruff format job tests
 	$(VENV)/bin/ruff check --fix job tests
+
+image: ## build the container image with podman (installs podman and a local debootstrapped base if needed)
+	bash scripts/container-setup.sh $(BASE_IMAGE)
+	@test -s deploy/certs/global-bundle.pem || curl -fsS --max-time 10 -o deploy/certs/global-bundle.pem $(RDS_CA_URL) \
+	  || { rm -f deploy/certs/global-bundle.pem; echo "warning: RDS CA bundle not reachable; image built without it"; }
+	podman build $(if $(wildcard /etc/ssl/certs/ca-certificates.crt),--secret id=pip_ca$(comma)src=/etc/ssl/certs/ca-certificates.crt) \
+	  --build-arg BASE_IMAGE=$(BASE_IMAGE) -t $(IMAGE) .
+	@podman image inspect $(IMAGE) --format 'image $(IMAGE): {{.Size}} bytes' | awk '{printf "%s %s %.0f MB\n", $$1, $$2, $$3/1e6}'
+
+test-image: install image ## build the image, then run it for real against PostgreSQL (exit codes, SIGTERM, read-only)
+	MIGRATE_TEST_IMAGE=$(IMAGE) $(PY) -m pytest -m image -q tests/image
 
 clean: stop ## remove the virtualenv and the embedded database
 	rm -rf $(VENV) .dev .pytest_cache .mypy_cache .ruff_cache *.egg-info

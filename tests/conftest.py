@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,18 +34,22 @@ def _bindir() -> Path | None:
 
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
+def pg_server() -> Iterator[PgServer]:
     """A PostgreSQL server for the whole session: TEST_DATABASE_URL's or a private DevServer."""
     url = os.environ.get("TEST_DATABASE_URL")
     if url:
         yield ExternalServer(url)
         return
-    server = devserver.create(tmp_path_factory.mktemp("pg") / "data", bindir=_bindir())
+    # Not under pytest's basetemp: a concurrent pytest session resets /tmp/pytest-of-<user> to 0700,
+    # which would lock the (non-root) server out of its own data directory.
+    root = Path(tempfile.mkdtemp(prefix="migrate-job-pg-"))
+    server = devserver.create(root / "data", bindir=_bindir())
     try:
         server.start()
         yield server
     finally:
         server.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture
@@ -60,17 +66,19 @@ def db_url(pg_server: PgServer) -> Iterator[str]:
 
 
 @pytest.fixture
-def devserver_factory(tmp_path: Path) -> Iterator[DevServerFactory]:
+def devserver_factory() -> Iterator[DevServerFactory]:
     """Starts private DevServers (to stop or restart at will); all are stopped at teardown."""
     servers: list[DevServer] = []
+    root = Path(tempfile.mkdtemp(prefix="migrate-job-pgf-"))
 
     def start(*, port: int | None = None) -> DevServer:
-        server = devserver.create(tmp_path / f"pg{len(servers)}", port=port, bindir=_bindir())
+        server = devserver.create(root / f"pg{len(servers)}", port=port, bindir=_bindir())
         servers.append(server)
         server.start()
         return server
 
     with contextlib.ExitStack() as stack:
+        stack.callback(shutil.rmtree, root, True)
         yield start
         for server in servers:
             stack.callback(server.stop)
