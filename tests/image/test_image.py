@@ -107,7 +107,8 @@ def test_podman_stop_sends_sigterm_and_exits_143(db_url: str, folder: Path) -> N
         with psycopg.connect(db_url, autocommit=True) as conn:
             for _ in range(600):
                 row = conn.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(60)%' AND pid <> pg_backend_pid()"
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE query LIKE '%pg_sleep(60)%' AND pid <> pg_backend_pid()"
                 ).fetchone()
                 if row and row[0]:
                     break
