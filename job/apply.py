@@ -103,34 +103,62 @@ def timeouts_ms(m: Migration, settings: Settings) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class Script:
-    """The one-message script of a transactional migration, with where each statement sits in it."""
+    """A one-message script, with every statement sent: (offset in text, migration statement or None for
+    the job's own statements, index of the migration it belongs to). The server returns one result per
+    statement, so the number of results before an error names the failing statement."""
 
     text: str
-    prefix_results: int  # results produced before the first migration statement (BEGIN, SETs)
-    pieces: tuple[tuple[int, Statement], ...]  # (offset in text, statement)
+    items: tuple[tuple[int, Statement | None, int], ...]
+    prefix_results: int = 3  # results before the first migration's statements: BEGIN and its two SETs
+
+    @property
+    def pieces(self) -> tuple[tuple[int, Statement], ...]:
+        return tuple((off, st) for off, st, _ in self.items if st is not None)
+
+    def at_result(self, completed: int) -> tuple[Statement | None, int, int]:
+        """(statement or None, migration index, statement index within that migration) of result `completed`."""
+        if not self.items:
+            return None, 0, 0
+        _, stmt, mig = self.items[min(completed, len(self.items) - 1)]
+        within = sum(1 for _, st, m in self.items[:completed] if st is not None and m == mig)
+        return stmt, mig, within
 
     def locate(self, position: int) -> tuple[int, Statement, int] | None:
-        """Map a server error position (1-based, characters) to (index, statement, offset in it)."""
+        """Map a server error position (1-based, characters) to (piece index, statement, offset in it)."""
         pos = position - 1
         for index, (start, stmt) in enumerate(self.pieces):
             if start <= pos < start + len(stmt.text) + 2:
                 return index, stmt, pos - start
         return None
 
+    def migration_of_piece(self, piece_index: int) -> tuple[int, int]:
+        """(migration index, statement index within it) of a piece."""
+        owners = [m for _, st, m in self.items if st is not None]
+        mig = owners[piece_index]
+        return mig, owners[:piece_index].count(mig)
+
+
+def tx_script_many(parts: list[tuple[list[Statement], int, int, list[str]]]) -> Script:
+    """One transaction for one or more migrations: per migration its timeouts, statements and history SQL."""
+    text = "BEGIN;\n"
+    items: list[tuple[int, Statement | None, int]] = [(0, None, 0)]
+    for mig, (stmts, lock_ms, statement_ms, tail) in enumerate(parts):
+        for meta in (f"SET LOCAL lock_timeout = {lock_ms};", f"SET LOCAL statement_timeout = {statement_ms};"):
+            items.append((len(text), None, mig))
+            text += meta + "\n"
+        for st in stmts:
+            items.append((len(text), st, mig))
+            text += st.terminated + "\n"
+        for t in tail:
+            items.append((len(text), None, mig))
+            text += t + ";\n"
+    items.append((len(text), None, max(0, len(parts) - 1)))
+    text += "COMMIT;"
+    return Script(text, tuple(items))
+
 
 def tx_script(stmts: list[Statement], lock_ms: int, statement_ms: int, tail: list[str]) -> Script:
-    parts = [
-        "BEGIN;",
-        f"SET LOCAL lock_timeout = {lock_ms};",
-        f"SET LOCAL statement_timeout = {statement_ms};",
-    ]
-    text = "\n".join(parts) + "\n"
-    pieces: list[tuple[int, Statement]] = []
-    for s in stmts:
-        pieces.append((len(text), s))
-        text += s.terminated + "\n"
-    text += "".join(t + ";\n" for t in tail) + "COMMIT;"
-    return Script(text, len(parts), tuple(pieces))
+    return tx_script_many([(stmts, lock_ms, statement_ms, tail)])
 
 
 # ---------------------------------------------------------------------------- running
@@ -219,6 +247,40 @@ class Runner:
             else history.applied_row_sql(self.table, self.row(m, "transactional"))
         )
         script = tx_script(stmts, lock_ms, stmt_ms, [tail])
+        elapsed, attempts = self._run_tx_script([m], [sec], script, lock_ms)
+        return Outcome(m, elapsed, attempts)
+
+    def apply_single_tx(self, pending: tuple[Migration, ...] | list[Migration]) -> list[Outcome]:
+        """Every pending migration in ONE transaction and ONE message: all or nothing (--single-transaction)."""
+        if not pending:
+            return self.applied
+        self.check_lock()
+        parts = []
+        for m in pending:
+            lock_ms, stmt_ms = timeouts_ms(m, self.settings)
+            row = history.applied_row_sql(self.table, self.row(m, "transactional"))
+            parts.append((statements_for(m, m.up, transactional=True), lock_ms, stmt_ms, [row]))
+        script = tx_script_many(parts)
+        elapsed, attempts = self._run_tx_script(list(pending), [m.up for m in pending], script, parts[0][1])
+        for m in pending:
+            self.applied.append(Outcome(m, elapsed, attempts))
+            self.log.info(
+                "migration.applied",
+                version=m.key,
+                name=m.name,
+                file=m.filename,
+                transactional=True,
+                single_transaction=True,
+                duration_ms=elapsed,
+                attempts=attempts,
+            )
+        return self.applied
+
+    def _run_tx_script(
+        self, migrations: list[Migration], sections: list[Section], script: Script, lock_ms: int
+    ) -> tuple[int, int]:
+        """Send the script; on a lock timeout roll back and retry with backoff. Returns (elapsed ms, attempts)."""
+        m = migrations[0]
         attempt = 0
         while True:
             attempt += 1
@@ -236,15 +298,16 @@ class Runner:
                     watcher.stop()
             elapsed = round((time.monotonic() - started) * 1000)
             if result.error is None:
-                return Outcome(m, elapsed, attempt)
+                return elapsed, attempt
             self._rollback_quietly()
             err = result.error
             if isinstance(err, pgerrors.LockNotAvailable) and attempt <= self.settings.lock_retries:
                 delay = random.uniform(0, min(30.0, 0.5 * 2 ** (attempt - 1)))
+                failing = migrations[script.at_result(result.completed)[1]]
                 self.log.warning(
                     "migration.lock_timeout",
-                    version=m.key,
-                    file=m.filename,
+                    version=failing.key,
+                    file=failing.filename,
                     attempt=attempt,
                     retries=self.settings.lock_retries,
                     lock_timeout_ms=lock_ms,
@@ -255,7 +318,7 @@ class Runner:
                 continue
             if is_connection_lost(err, self.conn):
                 raise self._lost(m, err) from None
-            raise self._failure(m, sec, script, result, err, attempts=attempt)
+            raise self._failure(migrations, sections, script, result, err, attempts=attempt)
 
     def _rollback_quietly(self) -> None:
         try:
@@ -274,27 +337,27 @@ class Runner:
 
     def _failure(
         self,
-        m: Migration,
-        sec: Section,
+        migrations: list[Migration],
+        sections: list[Section],
         script: Script,
         result: ScriptResult,
         err: pgerrors.Error,
         *,
         attempts: int,
     ) -> MigrationFailed:
-        diag = err.diag
-        index = max(0, result.completed - script.prefix_results)
-        stmt: Statement | None = script.pieces[index][1] if index < len(script.pieces) else None
+        """The error of a one-message script, attributed to its migration, statement, line and column."""
+        stmt, mig, within = script.at_result(result.completed)
         offset_in_stmt = 0
-        if diag.statement_position:
-            located = script.locate(int(diag.statement_position))
+        if err.diag.statement_position:
+            located = script.locate(int(err.diag.statement_position))
             if located:
-                index, stmt, offset_in_stmt = located
+                piece, stmt, offset_in_stmt = located
+                mig, within = script.migration_of_piece(piece)
         return _failure_error(
-            m,
-            sec,
+            migrations[mig],
+            sections[mig],
             stmt,
-            index,
+            within,
             offset_in_stmt,
             err,
             attempts=attempts,

@@ -117,6 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", default=None, help="print the plan and SQL; change nothing")
     p.add_argument("--target", help="apply up to and including this version")
     p.add_argument(
+        "--single-transaction",
+        action="store_true",
+        default=None,
+        help="apply every pending migration in one transaction (all or nothing; MIGRATE_SINGLE_TRANSACTION)",
+    )
+    p.add_argument(
         "--allow-out-of-order",
         action="store_true",
         default=None,
@@ -186,6 +192,7 @@ _SETTING_ARGS = (
     "dry_run",
     "target",
     "allow_out_of_order",
+    "single_transaction",
     "lock_timeout",
     "lock_retries",
     "statement_timeout",

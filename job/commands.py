@@ -41,10 +41,16 @@ def load_files(settings: Settings) -> list[Migration]:
     return source.load(settings.dir, layout=settings.format)
 
 
-def check_pending(plan: Plan) -> None:
+def check_pending(plan: Plan, *, single_transaction: bool = False) -> None:
     """Parse every pending migration before anything runs: bad SQL fails the run with exit 4."""
     for m in plan.pending:
         statements_for(m)
+        if single_transaction and not m.transactional:
+            raise SourceError(
+                f"{m.path}: --single-transaction cannot include a migration that must run outside a "
+                "transaction (CONCURRENTLY, VACUUM, ...); apply without --single-transaction",
+                file=str(m.path),
+            )
 
 
 def _raise_problems(plan: Plan) -> None:
@@ -93,7 +99,7 @@ def migrate(settings: Settings, log: Log, state: RunState, run_id: str) -> RunSt
         plan = build_plan(migrations, applied, target=settings.target, allow_out_of_order=settings.allow_out_of_order)
         log.info("plan", pending=[m.key for m in plan.pending], applied=len(applied), problems=len(plan.problems))
         _raise_problems(plan)
-        check_pending(plan)
+        check_pending(plan, single_transaction=settings.single_transaction)
         state.pending = list(plan.pending)
         if plan.pending:
             guard.confirm(settings, "apply migrations", database=conn.info.dbname, interactive=settings.interactive)
@@ -103,7 +109,10 @@ def migrate(settings: Settings, log: Log, state: RunState, run_id: str) -> RunSt
                 state.backup = backup.run(settings, log, conn, plan.pending[-1].key, run_id)
         runner = make_runner(conn, lock, settings, log, run_id, applied)
         runner.applied = state.applied
-        runner.apply_all(plan.pending)
+        if settings.single_transaction:
+            runner.apply_single_tx(plan.pending)
+        else:
+            runner.apply_all(plan.pending)
     return state
 
 

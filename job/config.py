@@ -118,6 +118,7 @@ class Settings(BaseSettings):
     # Per-invocation options (CLI flags; also settable from the environment where it makes sense).
     target: str | None = Field(None, validation_alias=AliasChoices("MIGRATE_TARGET"))
     dry_run: bool = False
+    single_transaction: bool = Field(False, validation_alias=AliasChoices("MIGRATE_SINGLE_TRANSACTION"))
     interactive: bool = Field(False, exclude=True)  # stdin is a TTY (set by the CLI)
 
     @field_validator("history_schema", "history_table")
