@@ -7,6 +7,7 @@ migrate --dry-run) print their result on stdout and log to stderr, so their outp
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import time
@@ -81,7 +82,14 @@ def _common(argument_default: Any = argparse.SUPPRESS) -> argparse.ArgumentParse
     p.add_argument("--lock-timeout", help="lock_timeout for each migration (MIGRATE_LOCK_TIMEOUT)")
     p.add_argument("--lock-retries", type=int, help="retries after a lock timeout (MIGRATE_LOCK_RETRIES)")
     p.add_argument("--statement-timeout", help="statement_timeout for migrations (MIGRATE_STATEMENT_TIMEOUT)")
-    p.add_argument("--env", help="environment name (MIGRATE_ENV); `production` is guarded")
+    p.add_argument(
+        "--env", help="environment name (MIGRATE_ENV): selects [env.NAME] of the config file; `production` is guarded"
+    )
+    p.add_argument(
+        "--config",
+        type=Path,
+        help="config file (MIGRATE_CONFIG; default ./migrate.toml or [tool.migrate-job] in ./pyproject.toml)",
+    )
     p.add_argument(
         "--yes",
         dest="confirm_production",
@@ -171,6 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", dest="baseline_to", required=True, metavar="VERSION")
     dry(p)
 
+    p = add("config", "show the effective settings and where each came from (secrets masked)")
+    p.add_argument("action", choices=["show"])
+    p.add_argument("--format", dest="output", choices=["table", "json"], default="table")
+
     p = add("wait", "wait until the database accepts connections (exit 5 on timeout)")
     p.add_argument("--timeout", help="how long to wait (default MIGRATE_CONNECT_TIMEOUT)")
 
@@ -197,6 +209,7 @@ _SETTING_ARGS = (
     "lock_retries",
     "statement_timeout",
     "env",
+    "config",
     "confirm_production",
 )
 
@@ -212,8 +225,9 @@ COMMANDS = (
     "reset",
     "refresh",
     "baseline",
+    "config",
 )
-_REPORT_COMMANDS = {"status", "validate", "create"}
+_REPORT_COMMANDS = {"config", "status", "validate", "create"}
 
 
 def _install_signal_handlers() -> None:
@@ -282,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         "reset": lambda: commands.rollback(settings, log, state, run_id, everything=True, action="reset"),
         "refresh": lambda: commands.refresh(settings, log, state, run_id),
         "baseline": lambda: commands.baseline_cmd(settings, log, run_id, args.baseline_to, sys.stdout),
+        "config": lambda: commands.config_show(settings, sys.stdout, args.output),
         "wait": lambda: commands.wait(settings, log, seconds(getattr(args, "timeout", None))),
         "wait-for-version": lambda: commands.wait_for_version(
             settings, log, args.target_version, seconds(args.timeout) or 0.0
@@ -312,6 +327,8 @@ def main(argv: list[str] | None = None) -> int:
         if problems:
             fields["problems"] = problems
         log.error(exc.event, **{**fields, "error": exc.message, "exit_code": int(code)})
+    except BrokenPipeError:  # `migrate-job status | head`: the reader went away, not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     except Exception as exc:  # a bug: still exit cleanly with a one-line error and exit 1
         code = ExitCode.MIGRATION_FAILED
         error_text = f"{type(exc).__name__}: {exc}".splitlines()[0]

@@ -455,3 +455,38 @@ def wait_for_version(settings: Settings, log: Log, version: str, timeout: float,
             time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
     finally:
         conn.close()
+
+
+_HIDDEN = {"libpq_env", "interactive", "dry_run", "target", "single_transaction"}
+
+
+def config_show(settings: Settings, out: TextIO, fmt: str = "table") -> dict[str, Any]:
+    """Print the effective settings and where each came from; secrets masked."""
+    import json
+
+    from job.config import origins
+    from job.report import redact_text
+
+    where = origins()
+    secrets = settings.secrets()
+    rows: dict[str, Any] = {}
+    for name in settings.model_fields:
+        if name in _HIDDEN:
+            continue
+        value = getattr(settings, name)
+        if name == "database_url" and value is not None:
+            shown: Any = redact_text(value.get_secret_value(), secrets)
+        elif value is None or isinstance(value, bool | int | float):
+            shown = value
+        else:
+            shown = redact_text(str(value), secrets)
+        rows[name] = {"value": shown, "source": where.get(name, "default")}
+    if fmt == "json":
+        out.write(json.dumps({"env": settings.env, "settings": rows}, indent=2, default=str) + "\n")
+    else:
+        out.write(f"environment: {settings.env}\n")
+        width = max(len(n) for n in rows)
+        for name, row in rows.items():
+            value = "" if row["value"] is None else str(row["value"])
+            out.write(f"  {name.ljust(width)}  {value.ljust(28)}  {row['source']}\n")
+    return rows

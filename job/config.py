@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, BeforeValidator, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from job.errors import ConfigError
 
@@ -39,6 +39,19 @@ def parse_duration(value: Any) -> float:
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+_FILE_VALUES: dict[str, Any] = {}
+
+
+class _FileSource(PydanticBaseSettingsSource):
+    """Values from the config file's shared and environment sections: below environment variables."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return _FILE_VALUES.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(_FILE_VALUES)
 
 
 class Settings(BaseSettings):
@@ -74,6 +87,7 @@ class Settings(BaseSettings):
         "info", validation_alias=AliasChoices("MIGRATE_LOG_LEVEL")
     )
     env: str = Field("dev", validation_alias=AliasChoices("MIGRATE_ENV"))
+    config: Path | None = Field(None, validation_alias=AliasChoices("MIGRATE_CONFIG"))
     allow_pooler: bool = Field(False, validation_alias=AliasChoices("MIGRATE_ALLOW_POOLER"))
 
     database_secret_id: str | None = Field(None, validation_alias=AliasChoices("MIGRATE_DATABASE_SECRET_ID"))
@@ -120,6 +134,18 @@ class Settings(BaseSettings):
     dry_run: bool = False
     single_transaction: bool = Field(False, validation_alias=AliasChoices("MIGRATE_SINGLE_TRANSACTION"))
     interactive: bool = Field(False, exclude=True)  # stdin is a TTY (set by the CLI)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # CLI flags (init) > environment variables > config file ([env.NAME] > shared) > defaults.
+        return init_settings, env_settings, _FileSource(settings_cls)
 
     @field_validator("history_schema", "history_table")
     @classmethod
@@ -216,26 +242,116 @@ def _default_applied_by() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
-def load_settings(**overrides: Any) -> Settings:
-    """Build the frozen settings from CLI overrides (None = not given) and the environment.
+def find_config_file(explicit: Path | None) -> Path | None:
+    """--config / MIGRATE_CONFIG, else ./migrate.toml, else ./pyproject.toml (if it has [tool.migrate-job])."""
+    if explicit is not None:
+        if not explicit.is_file():
+            raise ConfigError(f"config file {explicit} not found (--config / MIGRATE_CONFIG)", setting="MIGRATE_CONFIG")
+        return explicit
+    for name in ("migrate.toml", "pyproject.toml"):
+        candidate = Path(name)
+        if candidate.is_file():
+            return candidate
+    return None
 
-    Raises ConfigError naming the setting; the offending value is never echoed (it may be a secret).
+
+def _file_values(overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str], Any]:
+    """Values (and their origins) from the config file for the selected environment."""
+    from job import configfile
+
+    explicit = overrides.get("config") or (
+        Path(os.environ["MIGRATE_CONFIG"]) if os.environ.get("MIGRATE_CONFIG") else None
+    )
+    path = find_config_file(Path(explicit) if explicit else None)
+    if path is None:
+        return {}, {}, None
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the config file ({type(exc).__name__})", file=str(path)) from None
+    cfg = configfile.parse(path, text, pyproject=path.name == "pyproject.toml")
+    if cfg is None:
+        return {}, {}, None
+    configfile.check_keys(cfg, set(Settings.model_fields))
+    chosen = overrides.get("env") or os.environ.get("MIGRATE_ENV")
+    env = str(chosen or cfg.shared.get("env") or "dev")
+    values, origin = configfile.values_for(cfg, env, strict_env=chosen is not None)
+    ref = values.pop("database_url_env", None)
+    origin.pop("database_url_env", None)
+    if ref is not None:
+        if os.environ.get(str(ref)):
+            values["database_url"] = os.environ[str(ref)]
+            origin["database_url"] = f"${ref} (named by {cfg.where(env)})"
+        else:
+            origin["database_url"] = f"unset: ${ref} (named by {cfg.where(env)}) is empty"
+    return values, origin, cfg
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the frozen settings from CLI overrides (None = not given), the environment and the config file.
+
+    Raises ConfigError naming the setting (and for file values the file, key and line); the offending
+    value is never echoed (it may be a secret).
     """
     given = {k: v for k, v in overrides.items() if v is not None}
     given.setdefault("libpq_env", any(os.environ.get(k) for k in LIBPQ_ENV))
+    file_values, file_origin, cfg = _file_values(given)
+    _FILE_VALUES.clear()
+    _FILE_VALUES.update(file_values)
     try:
         settings = Settings(**given)
     except ValidationError as exc:
         err = exc.errors()[0]
         field = str(err["loc"][0]) if err["loc"] else "?"
         given_by_flag = field in overrides and overrides.get(field) is not None
-        name = f"--{field.replace('_', '-')}" if given_by_flag else env_name(field)
-        if field in _FIELD_ENV.values():
-            name = field
+        env_var = env_name(field)
+        if given_by_flag:
+            name = f"--{field.replace('_', '-')}"
+        elif cfg is not None and field in file_values and not os.environ.get(env_var):
+            line = cfg.line_of(
+                field,
+                None
+                if file_origin[field] == cfg.where(None)
+                else str(given.get("env") or os.environ.get("MIGRATE_ENV") or "dev"),
+            )
+            raise ConfigError(
+                f"{cfg.path}:{line}: invalid value for {field}: {err['msg']}", file=str(cfg.path), key=field, line=line
+            ) from None
+        else:
+            name = env_var
         raise ConfigError(f"invalid setting {name}: {err['msg']}", setting=name) from None
+    finally:
+        _FILE_VALUES.clear()
     if not settings.applied_by:
         settings = settings.model_copy(update={"applied_by": _default_applied_by()})
+    _ORIGINS.clear()
+    _ORIGINS.update(_origins(given, file_origin))
     return settings
+
+
+_ORIGINS: dict[str, str] = {}
+
+
+def _origins(given: dict[str, Any], file_origin: dict[str, str]) -> dict[str, str]:
+    result: dict[str, str] = {}
+    for name, info in Settings.model_fields.items():
+        alias = info.validation_alias
+        env_vars = [str(c) for c in alias.choices] if isinstance(alias, AliasChoices) else [f"MIGRATE_{name.upper()}"]
+        set_env = next((v for v in env_vars if os.environ.get(v)), None)
+        if name in given and name not in ("libpq_env", "interactive"):
+            result[name] = "command line"
+        elif set_env:
+            result[name] = f"${set_env}"
+        elif name in file_origin:
+            result[name] = file_origin[name]
+        else:
+            result[name] = "default"
+    return result
+
+
+def origins() -> dict[str, str]:
+    """Where each setting of the last `load_settings` came from (for `config show`)."""
+    return dict(_ORIGINS)
 
 
 def subprocess_env(extra: dict[str, str]) -> dict[str, str]:

@@ -70,6 +70,7 @@ class Directives:
     transaction: bool | None = None  # None: decided from the statements
     lock_timeout: str | None = None
     statement_timeout: str | None = None
+    lint_disable: tuple[str, ...] = ()  # rule ids for job.lint to skip, e.g. lint_disable=MJ001,MJ007
 
 
 @dataclass(frozen=True)
@@ -210,7 +211,7 @@ _MARKER = re.compile(
     re.IGNORECASE | re.MULTILINE,
 )
 _DIRECTIVE = re.compile(r"^[ \t]*--[ \t]*migrate-job:[ \t]*(?P<body>[^\r\n]*)\r?$", re.IGNORECASE | re.MULTILINE)
-_DIRECTIVE_KEYS = {"transaction", "lock_timeout", "statement_timeout", "baseline"}
+_DIRECTIVE_KEYS = {"transaction", "lock_timeout", "statement_timeout", "baseline", "lint_disable"}
 _BOOL = {"on": True, "true": True, "yes": True, "off": False, "false": False, "no": False}
 
 
@@ -264,6 +265,7 @@ def parse_directives(path: Path, text: str) -> Directives:
         transaction=transaction,
         lock_timeout=values.get("lock_timeout"),
         statement_timeout=values.get("statement_timeout"),
+        lint_disable=tuple(r.strip().upper() for r in values.get("lint_disable", "").split(",") if r.strip()),
     )
 
 
