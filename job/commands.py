@@ -168,6 +168,10 @@ def rollback(
             migrations, read_history(settings, log), steps=steps, to=to, name=name, everything=everything
         )
         _print_rollback(chosen, sys.stdout)
+        if everything:
+            for a in read_history(settings, log):
+                if a.version.startswith("R__"):
+                    sys.stdout.write(f"-- forget repeatable {a.version} (re-applied by the next migrate)\n")
         state.pending = chosen
         return state
     with locked_session(settings, log) as (conn, lock):
@@ -183,6 +187,13 @@ def rollback(
         runner = make_runner(conn, lock, settings, log, run_id, applied)
         runner.applied = state.applied
         runner.rollback_all(chosen)
+        if everything:
+            # Repeatable (R__) migrations have no down: forget their rows so the next migrate re-applies them.
+            repeatables = [a.version for a in applied if a.version.startswith("R__")]
+            for version in repeatables:
+                history.delete(conn, table, version)
+            if repeatables:
+                log.info("rollback.repeatables_forgotten", versions=repeatables)
     return state
 
 

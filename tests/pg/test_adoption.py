@@ -1,0 +1,532 @@
+"""Switching from another tool: its tracking table is adopted so only truly pending files run.
+
+Each test builds the legacy tracking table with the rows that tool leaves behind, plus the schema
+objects of the migrations it already applied, then runs the real CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.rows import dict_row
+
+pytestmark = pytest.mark.pg
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = ROOT / "tests" / "fixtures" / "layouts"
+HISTORY = "public.migrate_job_history"
+
+# ---------------------------------------------------------------------------- helpers
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+    logs: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        return [e for e in self.logs if e.get("event") == name]
+
+    def describe(self) -> str:
+        return f"exit {self.returncode}\n--- stdout\n{self.stdout}\n--- stderr\n{self.stderr}"
+
+
+def _json_lines(text: str) -> list[dict[str, Any]]:
+    found = []
+    for line in text.splitlines():
+        if line.startswith("{"):
+            try:
+                value = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(value, dict):
+                found.append(value)
+    return found
+
+
+def run(db_url: str, *args: str, **env: str) -> Result:
+    """`python -m job ARGS` as a subprocess, with only our database and migrate-job settings."""
+    environ = {
+        k: v
+        for k, v in os.environ.items()
+        if not (k.startswith(("PG", "MIGRATE_")) or k in ("DATABASE_URL", "TEST_DATABASE_URL"))
+    }
+    environ.update(DATABASE_URL=db_url, MIGRATE_LOG_FORMAT="json", MIGRATE_CONNECT_TIMEOUT="10s", PYTHONPATH=str(ROOT))
+    environ.update(env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "job", *args],
+        env=environ,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    return Result(proc.returncode, proc.stdout, proc.stderr, _json_lines(proc.stdout) + _json_lines(proc.stderr))
+
+
+def execute(db_url: str, script: str) -> None:
+    """Run SQL the way the previous tool did (one transaction per call)."""
+    with psycopg.connect(db_url) as conn:
+        conn.execute(script.encode())
+
+
+def query(db_url: str, statement: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        return conn.execute(statement.encode()).fetchall()
+
+
+def history_exists(db_url: str) -> bool:
+    return bool(query(db_url, f"SELECT to_regclass('{HISTORY}') IS NOT NULL")[0][0])
+
+
+def history(db_url: str) -> dict[str, dict[str, Any]]:
+    """History rows by version; {} when the table does not exist."""
+    if not history_exists(db_url):
+        return {}
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        rows = conn.cursor(row_factory=dict_row).execute(f"SELECT * FROM {HISTORY}".encode()).fetchall()
+    return {str(r["version"]): r for r in rows}
+
+
+def legacy_rows(db_url: str, table: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        return conn.execute(sql.SQL("SELECT * FROM {} ORDER BY 1").format(sql.Identifier(table))).fetchall()
+
+
+def user_relations(db_url: str) -> set[str]:
+    rows = query(
+        db_url,
+        "SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'"
+        " AND c.relname NOT LIKE 'migrate\\_job\\_history%'",
+    )
+    return {str(r[0]) for r in rows}
+
+
+def applied_versions(result: Result) -> list[str]:
+    return [str(e["version"]) for e in result.events("migration.applied")]
+
+
+def status_json(db_url: str, folder: Path) -> dict[str, dict[str, Any]]:
+    result = run(db_url, "status", "--format", "json", "--dir", str(folder))
+    assert result.returncode == 0, result.describe()
+    return {str(m["version"]): m for m in json.loads(result.stdout)["migrations"]}
+
+
+def status_table(db_url: str, folder: Path) -> dict[str, list[str]]:
+    """`status` (table) parsed: version -> the cells of its line; the header must have a SOURCE column."""
+    result = run(db_url, "status", "--dir", str(folder))
+    assert result.returncode == 0, result.describe()
+    lines = result.stdout.splitlines()
+    header = lines[0].split()
+    assert header[-1] == "SOURCE", result.stdout
+    return {line.split()[0]: line.split() for line in lines[1:] if line.strip() and "  " in line}
+
+
+def sources(rows: dict[str, dict[str, Any]]) -> dict[str, str]:
+    return {v: str(r["source"]) for v, r in rows.items()}
+
+
+# Four small migrations a team might have written; tests name and mark them the way each tool does.
+ACCOUNTS: list[tuple[str, str, str]] = [
+    (
+        "create_accounts",
+        "CREATE TABLE accounts (\n    id bigserial PRIMARY KEY,\n    email text NOT NULL UNIQUE\n);",
+        "DROP TABLE accounts;",
+    ),
+    (
+        "create_ledger",
+        "CREATE TABLE ledger_entries (\n    id bigserial PRIMARY KEY,\n"
+        "    account_id bigint NOT NULL REFERENCES accounts (id),\n    amount_cents bigint NOT NULL,\n"
+        "    booked_at timestamptz NOT NULL DEFAULT now()\n);",
+        "DROP TABLE ledger_entries;",
+    ),
+    (
+        "account_balance",
+        "CREATE FUNCTION account_balance(p_account bigint) RETURNS bigint\nLANGUAGE sql STABLE AS $$\n"
+        "    SELECT coalesce(sum(amount_cents), 0)::bigint FROM ledger_entries WHERE account_id = p_account;\n$$;",
+        "DROP FUNCTION account_balance(bigint);",
+    ),
+    (
+        "ledger_booked_at_index",
+        "CREATE INDEX ledger_entries_booked_at_idx ON ledger_entries (booked_at);",
+        "DROP INDEX ledger_entries_booked_at_idx;",
+    ),
+]
+
+
+def write_accounts(folder: Path, prefixes: list[str], *, dbmate: bool = False) -> list[Path]:
+    """The first len(prefixes) ACCOUNTS migrations as `<prefix>_<name>.sql` with UP/DOWN sections."""
+    folder.mkdir(parents=True, exist_ok=True)
+    up_marker, down_marker = ("-- migrate:up", "-- migrate:down") if dbmate else ("-- UP", "-- DOWN")
+    paths = []
+    for prefix, (name, up, down) in zip(prefixes, ACCOUNTS, strict=False):
+        path = folder / f"{prefix}_{name}.sql"
+        path.write_text(f"{up_marker}\n{up}\n\n{down_marker}\n{down}\n", encoding="utf-8")
+        paths.append(path)
+    return paths
+
+
+def apply_accounts(db_url: str, count: int) -> None:
+    """The schema objects of the first `count` ACCOUNTS migrations, as the previous tool left them."""
+    for _, up, _ in ACCOUNTS[:count]:
+        execute(db_url, up)
+
+
+def run_fixture_files(db_url: str, layout: str, names: list[str]) -> None:
+    for name in names:
+        execute(db_url, (FIXTURES / layout / name).read_text(encoding="utf-8"))
+
+
+GOLANG_LEGACY = "CREATE TABLE schema_migrations (version bigint NOT NULL PRIMARY KEY, dirty boolean NOT NULL)"
+GOLANG_APPLIED = ["1_create_users.up.sql", "2_create_teams.up.sql", "3_create_memberships.up.sql"]
+
+FLYWAY_LEGACY = """
+CREATE TABLE flyway_schema_history (
+    installed_rank integer NOT NULL PRIMARY KEY,
+    version        varchar(50),
+    description    varchar(200) NOT NULL,
+    type           varchar(20) NOT NULL,
+    script         varchar(1000) NOT NULL,
+    checksum       integer,
+    installed_by   varchar(100) NOT NULL,
+    installed_on   timestamp NOT NULL DEFAULT now(),
+    execution_time integer NOT NULL,
+    success        boolean NOT NULL
+);
+CREATE INDEX flyway_schema_history_s_idx ON flyway_schema_history (success);
+"""
+
+
+def flyway_legacy(db_url: str, *, failed_last: bool = False) -> None:
+    """A database Flyway baselined at 1 and then migrated to 1.9, with the repeatable view applied."""
+    run_fixture_files(
+        db_url,
+        "flyway",
+        ["V1__create_products.sql", "V1.1__create_categories.sql", "V1.9__price_history.sql", "R__product_catalog.sql"],
+    )
+    execute(db_url, FLYWAY_LEGACY)
+    execute(
+        db_url,
+        "INSERT INTO flyway_schema_history"
+        " (installed_rank, version, description, type, script, checksum, installed_by, installed_on,"
+        "  execution_time, success) VALUES"
+        " (1, '1', '<< Flyway Baseline >>', 'BASELINE', '<< Flyway Baseline >>', NULL, 'deploy',"
+        "  '2023-01-10 09:00:00', 0, true),"
+        " (2, '1.1', 'create categories', 'SQL', 'V1.1__create_categories.sql', -1523071021, 'deploy',"
+        "  '2023-02-01 10:00:00', 41, true),"
+        " (3, '1.9', 'price history', 'SQL', 'V1.9__price_history.sql', 884213370, 'deploy',"
+        "  '2023-03-01 10:00:00', 57, true),"
+        " (4, NULL, 'product catalog', 'SQL', 'R__product_catalog.sql', 1190382214, 'deploy',"
+        "  '2023-03-01 10:00:01', 12, true)",
+    )
+    if failed_last:
+        execute(
+            db_url,
+            "INSERT INTO flyway_schema_history"
+            " (installed_rank, version, description, type, script, checksum, installed_by, execution_time, success)"
+            " VALUES (5, '1.10', 'price history index', 'SQL', 'V1.10__price_history_index.sql', 77, 'deploy',"
+            " 3, false)",
+        )
+
+
+# ---------------------------------------------------------------------------- golang-migrate
+
+
+def test_golang_migrate_version_adopts_every_version_up_to_it(db_url: str) -> None:
+    """golang-migrate at version 3 (clean): versions 1-3 are adopted, only 4-10 run, the legacy table is kept."""
+    folder = FIXTURES / "golang"
+    run_fixture_files(db_url, "golang", GOLANG_APPLIED)
+    execute(db_url, GOLANG_LEGACY)
+    execute(db_url, "INSERT INTO schema_migrations (version, dirty) VALUES (3, false)")
+    legacy_before = legacy_rows(db_url, "schema_migrations")
+
+    result = run(db_url, "migrate", "--dir", str(folder))
+
+    assert result.returncode == 0, result.describe()
+    assert applied_versions(result) == [str(n) for n in range(4, 11)]
+    adopted = result.events("history.adopted")
+    assert len(adopted) == 1 and adopted[0]["tool"] == "golang-migrate"
+    rows = history(db_url)
+    assert sources(rows) == {
+        **{str(n): "adopted:golang-migrate" for n in range(1, 4)},
+        **{str(n): "migrate-job" for n in range(4, 11)},
+    }
+    assert {r["status"] for r in rows.values()} == {"applied"}
+    assert legacy_rows(db_url, "schema_migrations") == legacy_before
+    table = status_table(db_url, folder)
+    assert [table[str(n)][-1] for n in range(1, 11)] == ["adopted:golang-migrate"] * 3 + ["migrate-job"] * 7
+    assert all(table[str(n)][2] == "applied" for n in range(1, 11))
+    validate = run(db_url, "validate", "--dir", str(folder))
+    assert validate.returncode == 0, validate.describe()
+    rerun = run(db_url, "migrate", "--dir", str(folder))
+    assert rerun.returncode == 0 and applied_versions(rerun) == [], rerun.describe()
+
+
+def test_golang_migrate_dirty_version_stops_with_an_explanation(db_url: str) -> None:
+    """golang-migrate left version 3 dirty: exit 4 explaining it, nothing applied and nothing recorded."""
+    run_fixture_files(db_url, "golang", GOLANG_APPLIED)
+    execute(db_url, GOLANG_LEGACY)
+    execute(db_url, "INSERT INTO schema_migrations (version, dirty) VALUES (3, true)")
+    relations = user_relations(db_url)
+
+    result = run(db_url, "migrate", "--dir", str(FIXTURES / "golang"))
+
+    assert result.returncode == 4, result.describe()
+    assert "dirty" in result.output
+    assert "public.schema_migrations" in result.output
+    assert applied_versions(result) == []
+    assert history(db_url) == {}
+    assert user_relations(db_url) == relations
+    assert legacy_rows(db_url, "schema_migrations") == [(3, True)]
+
+
+def test_status_before_the_first_migrate_shows_what_would_be_adopted_without_writing(db_url: str) -> None:
+    """`status` on a golang-migrate database lists versions 1-3 as adopted and 4-10 pending, creating nothing."""
+    folder = FIXTURES / "golang"
+    run_fixture_files(db_url, "golang", GOLANG_APPLIED)
+    execute(db_url, GOLANG_LEGACY)
+    execute(db_url, "INSERT INTO schema_migrations (version, dirty) VALUES (3, false)")
+
+    table = status_table(db_url, folder)
+    listed = status_json(db_url, folder)
+
+    assert {v: cells[2] for v, cells in table.items()} == {
+        **{str(n): "applied" for n in range(1, 4)},
+        **{str(n): "pending" for n in range(4, 11)},
+    }
+    assert [table[str(n)][-1] for n in range(1, 4)] == ["adopted:golang-migrate"] * 3
+    assert {v: (m["state"], m["source"]) for v, m in listed.items()} == {
+        **{str(n): ("applied", "adopted:golang-migrate") for n in range(1, 4)},
+        **{str(n): ("pending", None) for n in range(4, 11)},
+    }
+    assert not history_exists(db_url), "status must be read-only"
+    assert legacy_rows(db_url, "schema_migrations") == [(3, False)]
+
+
+# ---------------------------------------------------------------------------- schema_migrations variants
+
+
+def test_dbmate_versions_are_adopted_one_by_one(db_url: str, tmp_path: Path) -> None:
+    """dbmate's schema_migrations(version varchar) rows adopt exactly those timestamped files; the rest run."""
+    folder = tmp_path / "db" / "migrations"
+    stamps = ["20240105093000", "20240112140000", "20240301081500", "20240302120000"]
+    write_accounts(folder, stamps, dbmate=True)
+    apply_accounts(db_url, 2)
+    execute(db_url, "CREATE TABLE schema_migrations (version varchar(128) PRIMARY KEY)")
+    execute(db_url, "INSERT INTO schema_migrations (version) VALUES ('20240105093000'), ('20240112140000')")
+    legacy_before = legacy_rows(db_url, "schema_migrations")
+
+    result = run(db_url, "migrate", "--dir", str(folder))
+
+    assert result.returncode == 0, result.describe()
+    assert applied_versions(result) == stamps[2:]
+    assert sources(history(db_url)) == {
+        stamps[0]: "adopted:dbmate",
+        stamps[1]: "adopted:dbmate",
+        stamps[2]: "migrate-job",
+        stamps[3]: "migrate-job",
+    }
+    assert legacy_rows(db_url, "schema_migrations") == legacy_before
+    assert {v: cells[-1] for v, cells in status_table(db_url, folder).items()} == sources(history(db_url))
+
+
+def test_schema_migrations_with_description_and_applied_at_is_adopted_keeping_dates(
+    db_url: str, tmp_path: Path
+) -> None:
+    """schema_migrations(version, description, applied_at) rows are adopted with their original applied_at."""
+    folder = tmp_path / "migrations"
+    write_accounts(folder, ["0001", "0002", "0003", "0004"])
+    apply_accounts(db_url, 3)
+    execute(
+        db_url,
+        "CREATE TABLE schema_migrations (version bigint PRIMARY KEY, description text NOT NULL,"
+        " applied_at timestamptz NOT NULL DEFAULT now())",
+    )
+    execute(
+        db_url,
+        "INSERT INTO schema_migrations VALUES (1, 'create accounts', '2023-05-01 10:00:00+00'),"
+        " (2, 'create ledger', '2023-05-08 10:00:00+00'), (3, 'account balance', '2023-06-01 10:00:00+00')",
+    )
+    legacy_before = legacy_rows(db_url, "schema_migrations")
+
+    result = run(db_url, "migrate", "--dir", str(folder))
+
+    assert result.returncode == 0, result.describe()
+    assert applied_versions(result) == ["4"]
+    rows = history(db_url)
+    assert sources(rows) == {"1": "adopted:generic", "2": "adopted:generic", "3": "adopted:generic", "4": "migrate-job"}
+    assert rows["1"]["applied_at"] == datetime(2023, 5, 1, 10, tzinfo=UTC)
+    assert rows["3"]["applied_at"] == datetime(2023, 6, 1, 10, tzinfo=UTC)
+    assert legacy_rows(db_url, "schema_migrations") == legacy_before
+    assert {v: cells[-1] for v, cells in status_table(db_url, folder).items()} == sources(rows)
+
+
+def test_schema_migrations_naming_files_is_adopted_with_and_without_extension(db_url: str, tmp_path: Path) -> None:
+    """schema_migrations(migration_name, checksum, applied_at) names files with or without .sql; both adopt."""
+    folder = tmp_path / "migrations"
+    write_accounts(folder, ["0001", "0002", "0003", "0004"])
+    apply_accounts(db_url, 2)
+    execute(
+        db_url,
+        "CREATE TABLE schema_migrations (migration_name text PRIMARY KEY, checksum text,"
+        " applied_at timestamptz NOT NULL DEFAULT now())",
+    )
+    execute(
+        db_url,
+        "INSERT INTO schema_migrations VALUES ('0001_create_accounts.sql', 'c0ffee', '2023-05-01 10:00:00+00'),"
+        " ('0002_create_ledger', 'beef', '2023-05-02 10:00:00+00')",
+    )
+    legacy_before = legacy_rows(db_url, "schema_migrations")
+
+    result = run(db_url, "migrate", "--dir", str(folder))
+
+    assert result.returncode == 0, result.describe()
+    assert applied_versions(result) == ["3", "4"]
+    rows = history(db_url)
+    assert sources(rows) == {"1": "adopted:named", "2": "adopted:named", "3": "migrate-job", "4": "migrate-job"}
+    assert legacy_rows(db_url, "schema_migrations") == legacy_before
+    assert {v: cells[-1] for v, cells in status_table(db_url, folder).items()} == sources(rows)
+
+
+# ---------------------------------------------------------------------------- batches
+
+
+def _batches_legacy(db_url: str, folder: Path, files: int) -> None:
+    """Three migrations applied by a batch-based tool: 0001+0002 in batch 1, 0003 in batch 2."""
+    write_accounts(folder, ["0001", "0002", "0003", "0004"][:files])
+    apply_accounts(db_url, 3)
+    execute(
+        db_url,
+        "CREATE TABLE _migrations (id serial PRIMARY KEY, name text NOT NULL, batch integer NOT NULL,"
+        " executed_at timestamptz NOT NULL DEFAULT now())",
+    )
+    execute(
+        db_url,
+        "INSERT INTO _migrations (name, batch, executed_at) VALUES"
+        " ('0001_create_accounts.sql', 1, '2023-09-01 08:00:00+00'),"
+        " ('0002_create_ledger.sql', 1, '2023-09-01 08:00:01+00'),"
+        " ('0003_account_balance', 2, '2023-10-15 08:00:00+00')",
+    )
+
+
+def test_batches_are_kept_so_rollback_undoes_the_legacy_last_batch(db_url: str, tmp_path: Path) -> None:
+    """_migrations batches are adopted as batches: with nothing new, `rollback` undoes exactly legacy batch 2."""
+    folder = tmp_path / "migrations"
+    _batches_legacy(db_url, folder, files=3)
+    legacy_before = legacy_rows(db_url, "_migrations")
+
+    adopt = run(db_url, "migrate", "--dir", str(folder))
+
+    assert adopt.returncode == 0, adopt.describe()
+    assert applied_versions(adopt) == []
+    rows = history(db_url)
+    assert {v: (r["source"], r["batch"]) for v, r in rows.items()} == {
+        "1": ("adopted:batches", 1),
+        "2": ("adopted:batches", 1),
+        "3": ("adopted:batches", 2),
+    }
+    assert {v: cells[-1] for v, cells in status_table(db_url, folder).items()} == sources(rows)
+
+    rollback = run(db_url, "rollback", "--dir", str(folder))
+
+    assert rollback.returncode == 0, rollback.describe()
+    assert [e["version"] for e in rollback.events("migration.rolled_back")] == ["3"]
+    assert sorted(history(db_url)) == ["1", "2"]
+    assert query(db_url, "SELECT to_regprocedure('account_balance(bigint)') IS NULL")[0][0]
+    assert {"public.accounts", "public.ledger_entries"} <= user_relations(db_url)
+    assert legacy_rows(db_url, "_migrations") == legacy_before
+
+
+def test_new_migrations_after_adopting_batches_form_their_own_batch(db_url: str, tmp_path: Path) -> None:
+    """After adoption a migrate run is a new batch: rollback undoes it first, the next rollback legacy batch 2."""
+    folder = tmp_path / "migrations"
+    _batches_legacy(db_url, folder, files=4)
+    legacy_before = legacy_rows(db_url, "_migrations")
+
+    result = run(db_url, "migrate", "--dir", str(folder))
+
+    assert result.returncode == 0, result.describe()
+    assert applied_versions(result) == ["4"]
+    rows = history(db_url)
+    assert {v: (r["source"], r["batch"]) for v, r in rows.items()} == {
+        "1": ("adopted:batches", 1),
+        "2": ("adopted:batches", 1),
+        "3": ("adopted:batches", 2),
+        "4": ("migrate-job", 3),
+    }
+
+    first = run(db_url, "rollback", "--dir", str(folder))
+    assert first.returncode == 0, first.describe()
+    assert [e["version"] for e in first.events("migration.rolled_back")] == ["4"]
+    assert sorted(history(db_url)) == ["1", "2", "3"]
+
+    second = run(db_url, "rollback", "--dir", str(folder))
+    assert second.returncode == 0, second.describe()
+    assert [e["version"] for e in second.events("migration.rolled_back")] == ["3"]
+    assert sorted(history(db_url)) == ["1", "2"]
+    assert legacy_rows(db_url, "_migrations") == legacy_before
+
+
+# ---------------------------------------------------------------------------- Flyway
+
+
+def test_flyway_history_with_baseline_and_repeatable_is_adopted(db_url: str) -> None:
+    """flyway_schema_history (baseline 1, 1.1, 1.9, R__) is adopted; only 1.10, 2 and 2.1 run, the view stays."""
+    folder = FIXTURES / "flyway"
+    flyway_legacy(db_url)
+    legacy_before = legacy_rows(db_url, "flyway_schema_history")
+
+    result = run(db_url, "migrate", "--dir", str(folder))
+
+    assert result.returncode == 0, result.describe()
+    assert applied_versions(result) == ["1.10", "2", "2.1"]
+    rows = history(db_url)
+    assert sources(rows) == {
+        "1": "adopted:flyway",
+        "1.1": "adopted:flyway",
+        "1.9": "adopted:flyway",
+        "R__product_catalog": "adopted:flyway",
+        "1.10": "migrate-job",
+        "2": "migrate-job",
+        "2.1": "migrate-job",
+    }
+    assert rows["1.1"]["applied_at"] is not None
+    assert legacy_rows(db_url, "flyway_schema_history") == legacy_before
+    assert query(db_url, "SELECT to_regclass('product_catalog') IS NOT NULL")[0][0]
+    table = status_table(db_url, folder)
+    assert {v: cells[-1] for v, cells in table.items()} == sources(rows)
+    rerun = run(db_url, "migrate", "--dir", str(folder))
+    assert rerun.returncode == 0 and applied_versions(rerun) == [], rerun.describe()
+
+
+def test_flyway_failed_migration_stops_the_switch(db_url: str) -> None:
+    """A flyway_schema_history row with success = false: exit 4 naming it, nothing applied or recorded."""
+    flyway_legacy(db_url, failed_last=True)
+    relations = user_relations(db_url)
+
+    result = run(db_url, "migrate", "--dir", str(FIXTURES / "flyway"))
+
+    assert result.returncode == 4, result.describe()
+    assert "V1.10__price_history_index.sql" in result.output
+    assert "failed" in result.output
+    assert applied_versions(result) == []
+    assert history(db_url) == {}
+    assert user_relations(db_url) == relations
