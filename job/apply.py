@@ -327,12 +327,21 @@ class Runner:
         except psycopg.Error:
             pass  # keep the original error primary
 
-    def _lost(self, m: Migration, exc: BaseException) -> DatabaseUnreachable:
+    def _lost(self, m: Migration, exc: BaseException, *, done: int | None = None) -> DatabaseUnreachable:
+        """The connection died mid-migration. `done`: statements committed so far (non-transactional path)."""
         text = " ".join(str(exc).split())
+        if done is None:
+            outcome = "the migration was rolled back by the server; rerun to continue"
+        else:
+            outcome = (
+                f"the non-transactional migration was interrupted after statement {done} (statements 1..{done} "
+                "stay committed); its history entry is left unfinished: run `migrate-job repair` to resume"
+            )
         return DatabaseUnreachable(
-            f"connection lost while applying {m.filename}: {text}; the migration was rolled back by the server",
+            f"connection lost while applying {m.filename}: {text}; {outcome}",
             version=m.key,
             file=str(m.path),
+            statements_done=done,
         )
 
     def _failure(
@@ -379,7 +388,7 @@ class Runner:
                 history.record_started(self.conn, self.table, row)
             self.conn.execute(f"SET lock_timeout = {lock_ms}; SET statement_timeout = {stmt_ms}")
         except psycopg.OperationalError as exc:
-            raise self._lost(m, exc) from None
+            raise self._lost(m, exc, done=start_at) from None
         done = start_at
         for index in range(start_at, len(stmts)):
             stmt = stmts[index]
@@ -390,11 +399,11 @@ class Runner:
                 self._record_failed(m, done, f"interrupted by signal {exc.signum}")
                 raise
             except psycopg.OperationalError as exc:
-                raise self._lost(m, exc) from None
+                raise self._lost(m, exc, done=done) from None
             if result.error is not None:
                 err = result.error
                 if is_connection_lost(err, self.conn):
-                    raise self._lost(m, err) from None
+                    raise self._lost(m, err, done=done) from None
                 self._rollback_quietly()
                 prefix = "rollback failed, partly rolled back: " if down else ""
                 self._record_failed(m, done, f"{prefix}{err.sqlstate}: {_first_line(err)}")

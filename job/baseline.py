@@ -75,6 +75,16 @@ def schema_version(path: Path, text: str, configured: str | None) -> Version | N
         raise SourceError(f"{path}: baseline version {raw!r} is not a version number", file=str(path)) from None
 
 
+def covered_rows(path: Path, migrations: list[Migration], configured_version: str | None) -> list[Applied]:
+    """The rows loading this schema file would record (read-only, for planning before anything is written)."""
+    try:
+        text = path.read_bytes().decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError:
+        raise SourceError(f"{path}: not valid UTF-8", file=str(path)) from None
+    version = schema_version(path, text, configured_version)
+    return baseline_rows(migrations, version, [], "schema") if version is not None else []
+
+
 def database_is_empty(conn: Connection, table: HistoryTable) -> bool:
     row = conn.execute(_USER_RELATIONS, (table.schema, table.table)).fetchone()
     return row is not None and int(row[0]) == 0

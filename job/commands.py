@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -87,26 +87,31 @@ def locked_session(settings: Settings, log: Log) -> Iterator[tuple[db.Connection
 
 
 def migrate(settings: Settings, log: Log, state: RunState, run_id: str) -> RunState:
-    """Apply pending migrations under the advisory lock."""
+    """Apply pending migrations under the advisory lock. Nothing is written before validation passes."""
     migrations = load_files(settings)
     if settings.dry_run:
         state.pending = dry_run(settings, log, migrations, sys.stdout).pending
         return state
     table = table_of(settings)
     with locked_session(settings, log) as (conn, lock):
-        history.ensure(conn, table)
-        applied = prepare_history(conn, settings, log, migrations, run_id)
+        applied, setup = prepare_history(conn, settings, log, migrations, run_id)
         plan = build_plan(migrations, applied, target=settings.target, allow_out_of_order=settings.allow_out_of_order)
         log.info("plan", pending=[m.key for m in plan.pending], applied=len(applied), problems=len(plan.problems))
         _raise_problems(plan)
         check_pending(plan, single_transaction=settings.single_transaction)
         state.pending = list(plan.pending)
+        if not plan.pending and setup is None:
+            return state
         if plan.pending:
             guard.confirm(settings, "apply migrations", database=conn.info.dbname, interactive=settings.interactive)
             if settings.backup != "none":
                 from job import backup
 
                 state.backup = backup.run(settings, log, conn, plan.pending[-1].key, run_id)
+        if setup is not None or not applied:
+            history.ensure(conn, table)
+        if setup is not None:
+            applied = setup()
         runner = make_runner(conn, lock, settings, log, run_id, applied)
         runner.applied = state.applied
         if settings.single_transaction:
@@ -118,34 +123,44 @@ def migrate(settings: Settings, log: Log, state: RunState, run_id: str) -> RunSt
 
 def prepare_history(
     conn: db.Connection, settings: Settings, log: Log, migrations: list[Migration], run_id: str
-) -> list[Any]:
-    """Our history; on its first run, adopt another tool's table or load the schema file (empty database)."""
+) -> tuple[list[Any], Callable[[], list[Any]] | None]:
+    """Our history, read-only. On a first run, also what adopting another tool's table or loading the schema
+    file (empty database) would record, with the action that writes it (run only after validation)."""
     table = table_of(settings)
     applied = history.load(conn, table)
     if applied:
-        return applied
+        return applied, None
     if settings.adopt:
         legacy = adopt.find_one(conn, sorted({settings.history_schema, "public"}), (table.schema, table.table))
         if legacy is not None:
             rows, unmatched = adopt.rows_to_adopt(conn, legacy, migrations)
-            history.insert_rows(conn, table, rows, run_id)
-            log.info(
-                "history.adopted",
-                tool=legacy.tool,
-                table=legacy.qualified,
-                count=len(rows),
-                versions=[a.version for a in rows],
-                unmatched=unmatched,
-            )
-            return history.load(conn, table)
+
+            def adopt_rows() -> list[Any]:
+                history.insert_rows(conn, table, rows, run_id)
+                log.info(
+                    "history.adopted",
+                    tool=legacy.tool,
+                    table=legacy.qualified,
+                    count=len(rows),
+                    versions=[a.version for a in rows],
+                    unmatched=unmatched,
+                )
+                return history.load(conn, table)
+
+            return rows, adopt_rows
     schema_file = baseline.find_schema_file(settings.dir, settings.schema_load_file)
     if schema_file is not None:
         if baseline.database_is_empty(conn, table):
-            rows = baseline.load_schema(conn, table, schema_file, migrations, settings.baseline_version, run_id)
-            log.info("schema.loaded", file=str(schema_file), baselined=[a.version for a in rows])
-            return history.load(conn, table)
+            covered = baseline.covered_rows(schema_file, migrations, settings.baseline_version)
+
+            def load_schema() -> list[Any]:
+                rows = baseline.load_schema(conn, table, schema_file, migrations, settings.baseline_version, run_id)
+                log.info("schema.loaded", file=str(schema_file), baselined=[a.version for a in rows])
+                return history.load(conn, table)
+
+            return covered, load_schema
         log.info("schema.ignored", file=str(schema_file), reason="database is not empty")
-    return applied
+    return applied, None
 
 
 def rollback(
