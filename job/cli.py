@@ -179,6 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", dest="baseline_to", required=True, metavar="VERSION")
     dry(p)
 
+    p = add("lint", "report migrations that lock or rewrite tables on a live database (exit 4 on errors)")
+    p.add_argument("files", nargs="*", type=Path, help="files to lint (default: pending, or all without a database)")
+    p.add_argument("--format", dest="output", choices=["human", "json", "github"], default="human")
+
     p = add("config", "show the effective settings and where each came from (secrets masked)")
     p.add_argument("action", choices=["show"])
     p.add_argument("--format", dest="output", choices=["table", "json"], default="table")
@@ -226,8 +230,9 @@ COMMANDS = (
     "refresh",
     "baseline",
     "config",
+    "lint",
 )
-_REPORT_COMMANDS = {"config", "status", "validate", "create"}
+_REPORT_COMMANDS = {"config", "lint", "status", "validate", "create"}
 
 
 def _install_signal_handlers() -> None:
@@ -297,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         "refresh": lambda: commands.refresh(settings, log, state, run_id),
         "baseline": lambda: commands.baseline_cmd(settings, log, run_id, args.baseline_to, sys.stdout),
         "config": lambda: commands.config_show(settings, sys.stdout, args.output),
+        "lint": lambda: commands.lint(settings, log, args.files, args.output, sys.stdout),
         "wait": lambda: commands.wait(settings, log, seconds(getattr(args, "timeout", None))),
         "wait-for-version": lambda: commands.wait_for_version(
             settings, log, args.target_version, seconds(args.timeout) or 0.0

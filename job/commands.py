@@ -99,6 +99,7 @@ def migrate(settings: Settings, log: Log, state: RunState, run_id: str) -> RunSt
         log.info("plan", pending=[m.key for m in plan.pending], applied=len(applied), problems=len(plan.problems))
         _raise_problems(plan)
         check_pending(plan, single_transaction=settings.single_transaction)
+        lint_gate(settings, migrations, plan.pending)
         state.pending = list(plan.pending)
         if not plan.pending and setup is None:
             return state
@@ -516,3 +517,59 @@ def config_show(settings: Settings, out: TextIO, fmt: str = "table") -> dict[str
             value = "" if row["value"] is None else str(row["value"])
             out.write(f"  {name.ljust(width)}  {value.ljust(28)}  {row['source']}\n")
     return rows
+
+
+def lint(settings: Settings, log: Log, files: list[Path], fmt: str, out: TextIO) -> list[Any]:
+    """Lint FILES, else the pending migrations (when a database is configured), else every migration.
+
+    Every migration is linted in order so knowledge carries over (e.g. a CHECK validated in an earlier
+    file); only the selected ones are reported. Error-level findings → ValidationFailed (exit 4).
+    """
+    from job import lint as lint_mod
+
+    migrations = load_files(settings)
+    if files:
+        wanted = {p.resolve() for p in files}
+        unknown = [str(p) for p in files if p.resolve() not in {m.path.resolve() for m in migrations}]
+        if unknown:
+            raise ConfigError(f"lint: {unknown[0]} is not a migration in {settings.dir}")
+        selected = {m.path.resolve() for m in migrations if m.path.resolve() in wanted}
+    elif settings.has_connection:
+        plan = build_plan(migrations, read_history(settings, log, migrations), allow_out_of_order=True)
+        selected = {m.path.resolve() for m in plan.pending}
+    else:
+        selected = {m.path.resolve() for m in migrations}
+    findings = [f for f in lint_mod.lint_migrations(migrations) if Path(f.file).resolve() in selected]
+    render = {"json": lint_mod.format_json, "github": lint_mod.format_github}.get(fmt, lint_mod.format_human)
+    out.write(render(findings))
+    if fmt == "human":
+        errors = sum(1 for f in findings if f.severity == "error")
+        out.write(f"{len(selected)} migration(s) linted: {errors} error(s), {len(findings) - errors} warning(s)\n")
+    log.info("lint.finished", migrations=len(selected), findings=len(findings))
+    if lint_mod.has_errors(findings):
+        first = next(f for f in findings if f.severity == "error")
+        raise ValidationFailed(
+            f"lint: {first.file}:{first.line}: {first.rule} {first.message}",
+            problems=[f"{f.file}:{f.line}: {f.rule} {f.message}" for f in findings if f.severity == "error"],
+        )
+    return findings
+
+
+def lint_gate(settings: Settings, migrations: list[Migration], pending: tuple[Migration, ...]) -> None:
+    """On production with MIGRATE_LINT_GATE=error: refuse (exit 4) when a pending migration has a lint error."""
+    if settings.lint_gate != "error" or not settings.is_production or not pending:
+        return
+    from job import lint as lint_mod
+
+    selected = {m.path.resolve() for m in pending}
+    errors = [
+        f for f in lint_mod.lint_migrations(migrations) if f.severity == "error" and Path(f.file).resolve() in selected
+    ]
+    if errors:
+        first = errors[0]
+        raise ValidationFailed(
+            f"lint gate (MIGRATE_LINT_GATE=error on production): {first.file}:{first.line}: {first.rule} "
+            f"{first.message}; fix it, or disable the rule for that file: "
+            f"`-- migrate-job: lint_disable={first.rule}`",
+            problems=[f"{f.file}:{f.line}: {f.rule} {f.message}" for f in errors],
+        )
