@@ -41,11 +41,13 @@ def _client(service: str, region: str | None) -> Any:
 
 def _describe(exc: Exception) -> str:
     """The error code of a botocore error, without its message (which may echo request data)."""
-    code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+    response = getattr(exc, "response", {}) or {}
+    code = response.get("Error", {}).get("Code")
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
     if code in _NOT_FOUND:
         return "not found"
-    if code in _DENIED:
-        return f"access denied ({code})"
+    if code in _DENIED or status == 403 or str(code) == "403":
+        return f"access denied ({code})" if code and str(code) != "403" else "access denied (HTTP 403)"
     if code:
         return str(code)
     name = type(exc).__name__

@@ -182,9 +182,10 @@ def _dump_env(settings: Settings) -> dict[str, str]:
 class _DumpStream(io.RawIOBase):
     """pg_dump's stdout as a file object that fails (aborting the upload) if pg_dump fails."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], stderr: list[bytes]) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes], stderr: list[bytes], reader: threading.Thread) -> None:
         self.proc = proc
         self.stderr = stderr
+        self.reader = reader
         self.size = 0
 
     def readable(self) -> bool:
@@ -196,6 +197,7 @@ class _DumpStream(io.RawIOBase):
         if not data:
             code = self.proc.wait()
             if code != 0:
+                self.reader.join(timeout=5)  # pg_dump's last stderr line arrives as it exits
                 tail = b"".join(self.stderr).decode(errors="replace").strip().splitlines()[-1:] or [""]
                 raise BackupFailed(f"pg_dump failed (exit {code}): {tail[0]}", pg_dump_exit=code)
             return 0
@@ -228,7 +230,7 @@ def pg_dump(settings: Settings, log: Log, conn: Connection, target_version: str,
     reader.start()
     timer = threading.Timer(settings.backup_timeout, proc.kill)
     timer.start()
-    stream = _DumpStream(proc, stderr)
+    stream = _DumpStream(proc, stderr, reader)
     try:
         if settings.backup_s3_uri:
             location = _upload(settings, stream, name)
@@ -264,8 +266,12 @@ def _upload(settings: Settings, stream: _DumpStream, name: str) -> str:
     if settings.backup_kms_key_id:
         extra = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": settings.backup_kms_key_id}
     config = TransferConfig(
-        multipart_threshold=PART_SIZE, multipart_chunksize=PART_SIZE, max_concurrency=2, max_io_queue=2
+        multipart_threshold=PART_SIZE,
+        multipart_chunksize=PART_SIZE,
+        max_concurrency=2,
+        max_io_queue=2,
     )
+    config.max_in_memory_upload_chunks = 3  # s3transfer setting: bounds memory when S3 is slower than pg_dump
     s3 = aws.client("s3", settings.aws_region)
     s3.upload_fileobj(io.BufferedReader(stream, PART_SIZE), m.group("bucket"), key, ExtraArgs=extra, Config=config)
     return f"s3://{m.group('bucket')}/{key}"

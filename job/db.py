@@ -111,7 +111,12 @@ def target_description(settings: Settings) -> dict[str, Any]:
             if getattr(settings, field) is not None:
                 info[name] = str(getattr(settings, field))
     else:
-        info = {k: v for k, v in _resolved.items()}.get(("secret", settings.database_secret_id or ""), {})
+        key = (
+            ("secret", settings.database_secret_id or "")
+            if settings.connection_source == "secret"
+            else ("parameter", settings.database_url_parameter or "")
+        )
+        info = dict(_resolved.get(key, {}))
     return {k: info[k] for k in ("host", "port", "dbname", "user") if info.get(k)}
 
 
@@ -128,7 +133,7 @@ def refuse_pooler(settings: Settings) -> None:
     """
     if settings.allow_pooler:
         return
-    info = target_description(settings)
+    info = connection_params(settings)  # the host may come from a secret or an SSM parameter
     host, port = str(info.get("host", "")), str(info.get("port", ""))
     why = None
     if _RDS_PROXY.search(host):
