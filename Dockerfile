@@ -22,8 +22,7 @@ WORKDIR /opt/migrate-job/lib
 RUN site=$(echo python3*/site-packages) \
     && find . -depth \( -name '__pycache__' -o -name 'tests' -o -name '*.pyi' \) -exec rm -rf {} + \
     && find . -name '*.so*' -type f -exec strip --strip-unneeded {} + \
-    && cd "$site/botocore/data" \
-    && find . -mindepth 1 -maxdepth 1 -type d \
+    && find "$site/botocore/data" -mindepth 1 -maxdepth 1 -type d \
          ! -name secretsmanager ! -name ssm ! -name rds ! -name s3 ! -name kms ! -name sts ! -name sso ! -name sso-oidc \
          -exec rm -rf {} + \
     && mkdir -p /opt/pg/bin \
