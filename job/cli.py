@@ -42,6 +42,9 @@ settings (environment variables; CLI flags win over them; durations: 30, 500ms, 
   MIGRATE_ADOPT                adopt another tool's tracking table on the first run (default true)
   MIGRATE_SCHEMA_LOAD_FILE     schema file for new databases (default schema.sql / init.sql in MIGRATE_DIR)
   MIGRATE_BASELINE_VERSION     versions the schema file covers (or a `-- migrate-job: baseline V` header)
+  MIGRATE_SCHEMA_FILE          write a normalised pg_dump --schema-only here after migrate (not on production);
+                               read by `diff`
+  MIGRATE_LINT_GATE            error: refuse to migrate production when a pending migration has a lint error
  safety
   MIGRATE_LOCK_WAIT_TIMEOUT    wait for the advisory lock (default 10m)           [--lock-wait-timeout]
   MIGRATE_LOCK_TIMEOUT         lock_timeout for each migration (default 5s)       [--lock-timeout]
@@ -183,6 +186,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="*", type=Path, help="files to lint (default: pending, or all without a database)")
     p.add_argument("--format", dest="output", choices=["human", "json", "github"], default="human")
 
+    p = add("diff", "compare the live schema with the snapshot (MIGRATE_SCHEMA_FILE); exit 4 on drift")
+    p.add_argument("--file", dest="schema_file", type=Path, help="snapshot file (default MIGRATE_SCHEMA_FILE)")
+    p.add_argument("--format", dest="output", choices=["text", "json"], default="text", help="output format")
+    p.add_argument("--details", action="store_true", help="show a unified diff of every changed object")
+
     p = add("config", "show the effective settings and where each came from (secrets masked)")
     p.add_argument("action", choices=["show"])
     p.add_argument("--format", dest="output", choices=["table", "json"], default="table")
@@ -215,6 +223,7 @@ _SETTING_ARGS = (
     "env",
     "config",
     "confirm_production",
+    "schema_file",
 )
 
 COMMANDS = (
@@ -231,8 +240,9 @@ COMMANDS = (
     "baseline",
     "config",
     "lint",
+    "diff",
 )
-_REPORT_COMMANDS = {"config", "lint", "status", "validate", "create"}
+_REPORT_COMMANDS = {"config", "diff", "lint", "status", "validate", "create"}
 
 
 def _install_signal_handlers() -> None:
@@ -303,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         "baseline": lambda: commands.baseline_cmd(settings, log, run_id, args.baseline_to, sys.stdout),
         "config": lambda: commands.config_show(settings, sys.stdout, args.output),
         "lint": lambda: commands.lint(settings, log, args.files, args.output, sys.stdout),
+        "diff": lambda: commands.schema_diff(settings, log, sys.stdout, args.output, args.details),
         "wait": lambda: commands.wait(settings, log, seconds(getattr(args, "timeout", None))),
         "wait-for-version": lambda: commands.wait_for_version(
             settings, log, args.target_version, seconds(args.timeout) or 0.0

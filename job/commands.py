@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from job import adopt, baseline, db, guard, history, source
+from job import adopt, baseline, db, guard, history, snapshot, source
 from job.apply import Outcome, Runner, section_transactional, statements_for, timeouts_ms, tx_script
 from job.config import Settings
 from job.errors import ConfigError, SourceError, ValidationFailed
@@ -101,7 +101,11 @@ def migrate(settings: Settings, log: Log, state: RunState, run_id: str) -> RunSt
         check_pending(plan, single_transaction=settings.single_transaction)
         lint_gate(settings, migrations, plan.pending)
         state.pending = list(plan.pending)
+        if settings.schema_file is not None and not settings.is_production:
+            snapshot.check_schema_file(settings.schema_file, settings)
+            snapshot.check_pg_dump(settings, conn)  # fails (exit 2) before anything changes
         if not plan.pending and setup is None:
+            write_schema_snapshot(settings, log, conn, table)  # a missing or stale snapshot gets written
             return state
         if plan.pending:
             guard.confirm(settings, "apply migrations", database=conn.info.dbname, interactive=settings.interactive)
@@ -119,7 +123,63 @@ def migrate(settings: Settings, log: Log, state: RunState, run_id: str) -> RunSt
             runner.apply_single_tx(plan.pending)
         else:
             runner.apply_all(plan.pending)
+        write_schema_snapshot(settings, log, conn, table)
     return state
+
+
+def write_schema_snapshot(settings: Settings, log: Log, conn: db.Connection, table: HistoryTable) -> None:
+    """After a successful migrate (not on production): the normalised schema, written only if it changed."""
+    if settings.schema_file is None:
+        return
+    if settings.is_production:
+        log.info("schema.snapshot_skipped", reason="production", file=str(settings.schema_file))
+        return
+    text = snapshot.snapshot(settings, conn, table)
+    changed = snapshot.write_snapshot(settings.schema_file, text)
+    log.info(
+        "schema.snapshot_written" if changed else "schema.snapshot_unchanged",
+        file=str(settings.schema_file),
+        objects=len(snapshot.objects(text)),
+    )
+
+
+def schema_diff(settings: Settings, log: Log, out: TextIO, fmt: str = "text", details: bool = False) -> Any:
+    """Compare the live schema with the snapshot: exit 4 on drift (someone changed the database by hand)."""
+    import json
+
+    path = settings.schema_file
+    if path is None:
+        raise ConfigError(
+            "diff needs the schema snapshot: set MIGRATE_SCHEMA_FILE or pass --file", setting="MIGRATE_SCHEMA_FILE"
+        )
+    try:
+        expected = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: schema snapshot not found; `migrate` writes it on a non-production database "
+            "when MIGRATE_SCHEMA_FILE is set",
+            setting="MIGRATE_SCHEMA_FILE",
+        ) from None
+    conn = db.connect(settings, log, purpose="diff")
+    try:
+        actual = snapshot.snapshot(settings, conn, table_of(settings))
+    finally:
+        conn.close()
+    drift = snapshot.diff(expected, actual)
+    if fmt == "json":
+        out.write(json.dumps({"file": str(path), "drift": bool(drift), **drift.as_dict()}) + "\n")
+    else:
+        out.write("".join(line + "\n" for line in drift.lines(details=details)))
+        summary = f"{drift.count} object(s) differ from {path}" if drift else f"no drift: the schema matches {path}"
+        out.write(summary + "\n")
+    if drift:
+        raise ValidationFailed(
+            f"schema drift: {drift.count} object(s) differ from {path}",
+            problems=drift.lines(),
+            count=drift.count,
+            file=str(path),
+        )
+    return drift
 
 
 def prepare_history(

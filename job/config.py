@@ -129,6 +129,7 @@ class Settings(BaseSettings):
     adopt: bool = Field(True, validation_alias=AliasChoices("MIGRATE_ADOPT"))
     schema_load_file: Path | None = Field(None, validation_alias=AliasChoices("MIGRATE_SCHEMA_LOAD_FILE"))
     baseline_version: str | None = Field(None, validation_alias=AliasChoices("MIGRATE_BASELINE_VERSION"))
+    schema_file: Path | None = Field(None, validation_alias=AliasChoices("MIGRATE_SCHEMA_FILE"))
 
     # Per-invocation options (CLI flags; also settable from the environment where it makes sense).
     target: str | None = Field(None, validation_alias=AliasChoices("MIGRATE_TARGET"))

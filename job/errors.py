@@ -32,7 +32,8 @@ exit codes:
   2    usage or configuration error
   3    the advisory lock was not acquired in time (another runner holds it)
   4    validation failed (bad migration files, edited/removed applied files, failed entries,
-       out-of-order versions); nothing was applied. wait-for-version: version not reached in time
+       out-of-order versions); nothing was applied. wait-for-version: version not reached
+       in time. lint: an error-level finding. diff: the live schema differs from MIGRATE_SCHEMA_FILE
   5    database unreachable or the connection was lost
   6    backup/snapshot failed
   7    production guard refused

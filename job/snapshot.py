@@ -21,9 +21,9 @@ its environment, never argv.
 - strips trailing whitespace (and CR), collapses blank lines between objects to one, ends with one newline;
   blank lines inside an object's definition (function bodies, string literals) are kept;
 - keeps pg_dump's order (type, schema, name, then dependencies) except where pg_dump breaks ties by OID:
-  same-named constraints, rules, triggers, policies on different tables (pg_dump 16 orders such rules by
-  OID, so two databases with the same migrations applied in a different order dumped differently). Those
-  runs are sorted by (name, table).
+  same-named constraints, rules, triggers, policies on different tables (pg_dump 16.2 orders same-named
+  rules and NOT VALID check constraints by OID, so the same objects created in another order dumped
+  differently). Those runs are sorted by (name, table), with each object's COMMENT kept right after it.
 """
 
 from __future__ import annotations
@@ -134,6 +134,26 @@ def check_pg_dump(settings: Settings, conn: Connection) -> str:
             server_version=server,
         )
     return path
+
+
+def check_schema_file(path: Path, settings: Settings) -> None:
+    """Refuse a snapshot path that `migrate` itself reads (ConfigError, exit 2).
+
+    Every `*.sql` directly in MIGRATE_DIR is read: schema.sql / init.sql (and MIGRATE_SCHEMA_LOAD_FILE)
+    are loaded into an empty database before the migrations, and the snapshot has no `-- migrate-job:
+    baseline` header, so every migration would then run again on top of it ("relation already exists");
+    any other name fails as "not a migration file".
+    """
+    target = path.resolve()
+    in_dir = target.parent == settings.dir.resolve() and target.suffix.lower() == ".sql"
+    is_load_file = settings.schema_load_file is not None and target == settings.schema_load_file.resolve()
+    if in_dir or is_load_file:
+        what = "MIGRATE_SCHEMA_LOAD_FILE" if is_load_file else "a .sql file in MIGRATE_DIR"
+        raise ConfigError(
+            f"MIGRATE_SCHEMA_FILE={path} is {what}, which migrate reads (as the schema file loaded into new "
+            "databases, or as a migration); write the snapshot outside MIGRATE_DIR, e.g. db/schema.sql",
+            setting="MIGRATE_SCHEMA_FILE",
+        )
 
 
 def exclude_pattern(table: HistoryTable) -> str:
