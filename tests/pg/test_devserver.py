@@ -19,9 +19,7 @@ pytestmark = pytest.mark.pg
 def test_db_url_is_an_empty_connectable_database(db_url: str) -> None:
     """db_url names a new UTF8 database we can connect to, with no user tables."""
     with psycopg.connect(db_url) as conn:
-        name, encoding = (
-            conn.execute("SELECT current_database(), current_setting('server_encoding')").fetchone() or ()
-        )
+        name, encoding = conn.execute("SELECT current_database(), current_setting('server_encoding')").fetchone() or ()
         user_relations = conn.execute(
             "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
             " WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')"
