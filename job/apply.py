@@ -51,30 +51,24 @@ def statements_for(
     sec = section or m.up
     tx = m.transactional if transactional is None else transactional
     out: list[Statement] = []
+
+    def refuse(s: Statement, why: str) -> SourceError:
+        line, _ = sec.location(s.offset)  # computed only on the error path (it scans the file)
+        return SourceError(f"{sec.path}:{line}: {why}", file=str(sec.path), line=line)
+
     for s in sec.statements:
-        line, _ = sec.location(s.offset)
-        where = f"{sec.path}:{line}"
         if s.copy_client:
-            raise SourceError(
-                f"{where}: COPY … FROM STDIN / TO STDOUT is a psql feature; use INSERT or a file on the server",
-                file=str(sec.path),
-                line=line,
-            )
+            raise refuse(s, "COPY … FROM STDIN / TO STDOUT is a psql feature; use INSERT or a file on the server")
         if s.transaction_control in _FORBIDDEN_TX:
-            raise SourceError(
-                f"{where}: {s.text.split()[0].upper()} in a migration file is not supported",
-                file=str(sec.path),
-                line=line,
-            )
+            raise refuse(s, f"{s.text.split()[0].upper()} in a migration file is not supported")
         if tx:
             if s.transaction_control in _DROPPED_TX:
                 continue
             if s.non_transactional:
-                raise SourceError(
-                    f"{where}: this statement cannot run inside a transaction block, but the migration is "
+                raise refuse(
+                    s,
+                    "this statement cannot run inside a transaction block, but the migration is "
                     "forced transactional (remove `-- migrate-job: transaction=on`)",
-                    file=str(sec.path),
-                    line=line,
                 )
         out.append(s)
     return out

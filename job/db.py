@@ -215,7 +215,9 @@ def run_script(conn: Connection, script: str) -> ScriptResult:
     pgconn = conn.pgconn
     with conn.lock:
         pgconn.send_query(script.encode(conn.info.encoding))
-        results = conn.wait(generators.fetch_many(pgconn))
+        # execute() flushes what the non-blocking send could not push yet, then fetches every result:
+        # a big migration (megabytes) would otherwise wait forever with half the message unsent.
+        results = conn.wait(generators.execute(pgconn))
     completed = 0
     for res in results:
         if res.status in (ExecStatus.COMMAND_OK, ExecStatus.TUPLES_OK, ExecStatus.EMPTY_QUERY):

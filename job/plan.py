@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 
 from job.source import Migration, Version
 
@@ -29,7 +30,7 @@ class Applied:
     error: str | None = None
     source: str = "migrate-job"
 
-    @property
+    @cached_property
     def parsed_version(self) -> Version | None:
         try:
             return Version.parse(self.version)
@@ -185,7 +186,13 @@ def build_plan(
         pending.append(m)
         rows.append(StatusRow(m.key, m.name, "pending", file=str(m.path)))
 
-    rows.sort(key=lambda r: (r.version.startswith("R__"), _sort_key(r.version)))
+    def row_key(r: StatusRow) -> tuple[bool, tuple[int, Version, str]]:
+        m = by_key.get(r.version)
+        if m is not None and m.version is not None:  # already parsed: no Version.parse per row
+            return (False, (0, m.version, r.version))
+        return (r.version.startswith("R__"), _sort_key(r.version))
+
+    rows.sort(key=row_key)
     return Plan(tuple(pending), tuple(problems), tuple(rows), tuple(skipped))
 
 

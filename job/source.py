@@ -14,6 +14,7 @@ Layouts recognised (auto-detected; a folder mixing families is an error):
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -33,6 +34,14 @@ class Version:
     """A migration version: integer parts compared numerically (10 after 9, 1.10 after 1.9)."""
 
     parts: tuple[int, ...]
+    _cmp: tuple[int, ...] = field(init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        # 1 == 1.0: compare with trailing zeros removed; computed once (sorting compares a lot).
+        parts = list(self.parts)
+        while len(parts) > 1 and parts[-1] == 0:
+            parts.pop()
+        object.__setattr__(self, "_cmp", tuple(parts))
 
     @classmethod
     def parse(cls, text: str) -> Version:
@@ -47,20 +56,16 @@ class Version:
     def __lt__(self, other: object) -> bool:
         if not isinstance(other, Version):
             return NotImplemented
-        return self._key() < other._key()
+        return self._cmp < other._cmp
 
     def _key(self) -> tuple[int, ...]:
-        # 1 == 1.0: compare with trailing zeros removed.
-        parts = list(self.parts)
-        while len(parts) > 1 and parts[-1] == 0:
-            parts.pop()
-        return tuple(parts)
+        return self._cmp
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Version) and self._key() == other._key()
+        return isinstance(other, Version) and self._cmp == other._cmp
 
     def __hash__(self) -> int:
-        return hash(self._key())
+        return hash(self._cmp)
 
 
 @dataclass(frozen=True)
@@ -210,6 +215,7 @@ _MARKER = re.compile(
     r"(?:transaction:(?P<tx>true|false))?[ \t]*(?:--[^\r\n]*)?\r?$",
     re.IGNORECASE | re.MULTILINE,
 )
+_COMMENT_LINE = re.compile(r"\n[ \t]*--")
 _DIRECTIVE = re.compile(r"^[ \t]*--[ \t]*migrate-job:[ \t]*(?P<body>[^\r\n]*)\r?$", re.IGNORECASE | re.MULTILINE)
 _DIRECTIVE_KEYS = {"transaction", "lock_timeout", "statement_timeout", "baseline", "lint_disable"}
 _BOOL = {"on": True, "true": True, "yes": True, "off": False, "false": False, "no": False}
@@ -230,6 +236,8 @@ def _decode(path: Path, data: bytes) -> str:
 
 def parse_directives(path: Path, text: str) -> Directives:
     values: dict[str, str] = {}
+    if "migrate-job" not in text.lower():  # exact, cheap pre-check of the regex below
+        return Directives()
     for m in _DIRECTIVE.finditer(text):
         line = text.count("\n", 0, m.start()) + 1
         for item in m["body"].split():
@@ -271,7 +279,11 @@ def parse_directives(path: Path, text: str) -> Directives:
 
 def split_sections(path: Path, text: str) -> tuple[Section, Section | None]:
     """UP and DOWN sections of a marker file; a file without markers is all UP."""
-    markers = list(_MARKER.finditer(text))
+    # Only lines starting with `--` can be markers: find those fast, then match the marker there.
+    starts = [m.start() + 1 for m in _COMMENT_LINE.finditer(text)]
+    if text.lstrip(" \t").startswith("--"):
+        starts.insert(0, 0)
+    markers = [m for pos in starts if (m := _MARKER.match(text, pos))]
     if not markers:
         return Section(path, text, 0, len(text)), None
     ups = [m for m in markers if m["dir"].lower() == "up"]
@@ -314,11 +326,16 @@ def _sql_files(directory: Path, exclude: Iterable[str]) -> list[Path]:
     if not directory.is_dir():
         raise SourceError(f"{directory}: migrations folder not found (set --dir or MIGRATE_DIR)", file=str(directory))
     skip = {name.lower() for name in exclude}
-    return sorted(
-        p
-        for p in directory.iterdir()
-        if p.suffix.lower() == ".sql" and not p.name.startswith(".") and p.name.lower() not in skip and p.is_file()
-    )
+    with os.scandir(directory) as entries:  # DirEntry.is_file() needs no stat; sort names, not Paths
+        names = sorted(
+            e.name
+            for e in entries
+            if e.name.lower().endswith(".sql")
+            and not e.name.startswith(".")
+            and e.name.lower() not in skip
+            and e.is_file()
+        )
+    return [directory / name for name in names]
 
 
 def load(directory: Path, *, layout: str = "auto", exclude: Iterable[str] = SCHEMA_FILE_NAMES) -> list[Migration]:
