@@ -14,7 +14,7 @@ CONTAINERS_CONF ?= $(CURDIR)/.dev/containers/containers.conf
 export CONTAINERS_CONF
 RDS_CA_URL ?= https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem
 
-.PHONY: help install run stop test test-unit test-pg lint fmt clean image test-image
+.PHONY: help install run stop test test-unit test-pg lint fmt clean image test-image bench
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "} {printf "  make %-10s %s\n", $$1, $$2}'
@@ -50,13 +50,16 @@ test-unit: install ## only the fast tests that need no database
 	$(PY) -m pytest -q tests/unit
 
 lint: install ## ruff (lint + format check) and mypy --strict
-	$(VENV)/bin/ruff check job tests
-	$(VENV)/bin/ruff format --check job tests
+	$(VENV)/bin/ruff check job tests bench
+	$(VENV)/bin/ruff format --check job tests bench
 	$(VENV)/bin/mypy
 
 fmt: install ## format the code with ruff
-	$(VENV)/bin/ruff format job tests
-	$(VENV)/bin/ruff check --fix job tests
+	$(VENV)/bin/ruff format job tests bench
+	$(VENV)/bin/ruff check --fix job tests bench
+
+bench: install ## benchmark vs psql: round trips, 10 ms-RTT latency, no-op, planning, RSS; writes bench/RESULTS.md
+	$(PY) bench/run.py
 
 image: ## build the container image with podman (installs podman and a local debootstrapped base if needed)
 	bash scripts/container-setup.sh $(BASE_IMAGE)

@@ -1,0 +1,1 @@
+"""Benchmark of migrate-job: `python bench/run.py` (see bench/run.py)."""

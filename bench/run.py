@@ -1,0 +1,907 @@
+"""migrate-job benchmark: round trips, latency, no-op cost, planning, memory; psql as the baseline.
+
+    python bench/run.py [--count 200] [--rtt-ms 10] [--repeat 3] [--plan-files 10000] [--output bench/RESULTS.md]
+
+Starts a throwaway PostgreSQL (job.devserver, in a temp dir, always stopped at the end) and the
+latency proxy (bench/proxy.py), creates a fresh database for every measured apply, and prints a
+Markdown report (also written to --output). Scenarios:
+
+ 1. migrate-job apply of N generated migrations, direct: wall time, peak RSS
+ 2. the same through the proxy (RTT = --rtt-ms): wall time, round trips, round trips per migration
+ 3. a no-op run (N applied, nothing pending), direct: wall time; boto3 must not be imported
+ 4. --single-transaction through the proxy at N=50 and N=N: round trips (must not depend on N)
+ 5. psql baseline: one psql session, each file wrapped in BEGIN/\\i/COMMIT, direct and proxied
+ 6. planning --plan-files files in-process: job.source.load + job.plan.build_plan vs as many history rows
+ 7. CLI import time (python -X importtime -c "import job.cli")
+ 8. robustness check (not a target): one --large-mb migration, sent as one message, must finish
+
+Timed scenarios run --repeat times (interleaved, so load on a shared machine hits all of them
+alike) and report the median; every repeat is listed at the end of the report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import hashlib
+import importlib
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # `python bench/run.py`: make `bench` and `job` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import psycopg
+from psycopg import sql
+
+from bench.generate import generate, generate_large
+from bench.proxy import DelayProxy, Stats
+from job import devserver
+
+ROOT = Path(__file__).resolve().parent.parent
+PROCESS_TIMEOUT = 600.0
+
+
+# ---------------------------------------------------------------------------- processes
+
+
+@dataclass(frozen=True)
+class Proc:
+    """One finished process: exit code, wall and CPU (user+sys) seconds, peak RSS (KiB), output."""
+
+    rc: int
+    wall: float
+    cpu: float
+    maxrss_kb: int
+    stdout: str
+    stderr: str
+
+
+GNU_TIME = Path("/usr/bin/time")
+
+
+def rss_method() -> str:
+    if GNU_TIME.exists():
+        return "GNU time's %M (maximum resident set size of the process)"
+    return "psutil polling every 2 ms (may miss short peaks)"
+
+
+def run_proc(
+    cmd: Sequence[str], env: dict[str, str], *, cwd: Path | None = None, timeout: float = PROCESS_TIMEOUT
+) -> Proc:
+    """Run `cmd`, measuring wall time, CPU time (wait4) and peak RSS.
+
+    Peak RSS is not taken from wait4/RUSAGE_CHILDREN of our own child: Linux carries the forking
+    process's high-water RSS across exec, so any child of this (large) process would report at
+    least our RSS. GNU time is a small process in between; without it, psutil polls the RSS.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        rss_file = Path(tmp) / "rss"
+        gnu = GNU_TIME.exists()
+        full = [str(GNU_TIME), "-f", "%M", "-o", str(rss_file), *cmd] if gnu else list(cmd)
+        out_path, err_path = Path(tmp) / "out", Path(tmp) / "err"
+        with out_path.open("wb") as out, err_path.open("wb") as err:
+            started = time.perf_counter()
+            proc = subprocess.Popen(full, env=env, cwd=cwd, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+            peak, status, usage = _wait(proc, poll_rss=not gnu, timeout=timeout)
+            wall = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if gnu:
+            lines = rss_file.read_text().split()
+            peak = int(lines[-1]) if lines and lines[-1].isdigit() else 0
+        return Proc(
+            proc.returncode,
+            wall,
+            usage.ru_utime + usage.ru_stime,
+            peak,
+            out_path.read_bytes().decode("utf-8", "replace"),
+            err_path.read_bytes().decode("utf-8", "replace"),
+        )
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """After the timeout: SIGTERM to the measured command, SIGKILL 10 s later (also to GNU time, 15 s)."""
+    targets = _children(proc.pid) or [proc.pid]  # under GNU time: the command, so time still reports
+    for pid in targets:
+        _signal(pid, signal.SIGTERM)
+
+    def kill_targets() -> None:
+        for pid in targets:
+            _signal(pid, signal.SIGKILL)
+
+    threading.Timer(10.0, kill_targets).start()
+    threading.Timer(15.0, _signal, args=(proc.pid, signal.SIGKILL)).start()
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(x) for x in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except (OSError, ValueError):
+        return []
+
+
+def _signal(pid: int, sig: int) -> None:
+    with contextlib.suppress(OSError):
+        os.kill(pid, sig)
+
+
+def _wait(proc: subprocess.Popen[bytes], *, poll_rss: bool, timeout: float) -> tuple[int, int, Any]:
+    """Reap `proc` with wait4, stopping it after `timeout`: (peak RSS KiB if polled, status, rusage)."""
+    if not poll_rss:
+        killer = threading.Timer(timeout, _stop, args=(proc,))
+        killer.start()
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        finally:
+            killer.cancel()
+        return 0, status, usage
+    psutil: Any = importlib.import_module("psutil")  # only without GNU time; untyped
+    peak = 0
+    ps = psutil.Process(proc.pid)
+    deadline = time.monotonic() + timeout
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            return peak, status, usage
+        if time.monotonic() > deadline:
+            _stop(proc)
+            deadline = float("inf")
+        with contextlib.suppress(Exception):
+            peak = max(peak, int(ps.memory_info().rss) // 1024)
+        time.sleep(0.002)
+
+
+def _tail(text: str, lines: int = 15) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def check(p: Proc, what: str) -> Proc:
+    if p.rc != 0:
+        raise RuntimeError(f"{what} exited {p.rc}\n--- stdout\n{_tail(p.stdout)}\n--- stderr\n{_tail(p.stderr)}")
+    return p
+
+
+def clean_env(extra: dict[str, str]) -> dict[str, str]:
+    """The environment without anything that would point migrate-job or psql elsewhere."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("MIGRATE_", "PG", "AWS_")) and k not in ("DATABASE_URL", "GITHUB_ACTIONS")
+    }
+    env.update(extra)
+    return env
+
+
+# ---------------------------------------------------------------------------- the bench
+
+
+@dataclass
+class Sample:
+    wall: float
+    cpu: float = 0.0
+    maxrss_kb: int = 0
+    round_trips: int | None = None
+    stats: Stats | None = None
+
+
+@dataclass
+class Series:
+    samples: list[Sample] = field(default_factory=list)
+
+    def walls(self) -> list[float]:
+        return [s.wall for s in self.samples]
+
+    @property
+    def wall(self) -> float:
+        return statistics.median(self.walls())
+
+    @property
+    def cpu(self) -> float:
+        return statistics.median(s.cpu for s in self.samples)
+
+    @property
+    def rss_mb(self) -> float:
+        return max(s.maxrss_kb for s in self.samples) / 1024
+
+    @property
+    def round_trips(self) -> int:
+        counts = [s.round_trips for s in self.samples if s.round_trips is not None]
+        return int(statistics.median(counts)) if counts else -1
+
+    @property
+    def round_trip_range(self) -> tuple[int, int]:
+        counts = [s.round_trips for s in self.samples if s.round_trips is not None]
+        return (min(counts), max(counts)) if counts else (-1, -1)
+
+    @property
+    def last_stats(self) -> Stats | None:
+        return next((s.stats for s in reversed(self.samples) if s.stats is not None), None)
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, work: Path) -> None:
+        self.args = args
+        self.work = work
+        self.count: int = args.count
+        self.delay = args.rtt_ms / 2000
+        self.cli: list[str] = args.cli.split() if args.cli else [sys.executable, "-m", "job"]
+        self.server: devserver.DevServer | None = None
+        self.proxy: DelayProxy | None = None
+        self.psql = ""
+        self.results: dict[str, Any] = {}
+        self.series: dict[str, Series] = {}
+        self.term_log = work / "termination.log"
+
+    # -- infrastructure --------------------------------------------------------------
+
+    def admin_url(self) -> str:
+        assert self.server is not None
+        return self.server.url("postgres")
+
+    def fresh_db(self, label: str) -> str:
+        name = f"bench_{label}_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(self.admin_url(), autocommit=True) as admin:
+            admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
+        return name
+
+    def url(self, db: str, *, proxied: bool) -> str:
+        assert self.server is not None and self.proxy is not None
+        port = self.proxy.port if proxied else self.server.port
+        return f"postgresql://postgres@127.0.0.1:{port}/{db}"
+
+    def history_count(self, db: str) -> int:
+        with psycopg.connect(self.url(db, proxied=False)) as conn:
+            row = conn.execute("SELECT count(*) FROM public.migrate_job_history WHERE status = 'applied'").fetchone()
+        return int(row[0]) if row else 0
+
+    def job_env(self, db: str, *, proxied: bool, extra: dict[str, str] | None = None) -> dict[str, str]:
+        env = clean_env(
+            {
+                "DATABASE_URL": self.url(db, proxied=proxied),
+                "MIGRATE_LOG_FORMAT": "json",
+                "MIGRATE_ENV": "dev",
+                "MIGRATE_CONNECT_TIMEOUT": "20s",
+                "MIGRATE_TERMINATION_LOG": str(self.term_log),
+            }
+        )
+        for key, value in (extra or {}).items():
+            if value:
+                env[key] = value
+            else:
+                env.pop(key, None)
+        return env
+
+    @contextmanager
+    def counting(self, proxied: bool) -> Iterator[list[Stats]]:
+        """Reset the proxy's counters before, snapshot them after (when proxied)."""
+        box: list[Stats] = []
+        if proxied:
+            assert self.proxy is not None
+            self.proxy.reset()
+        yield box
+        if proxied:
+            assert self.proxy is not None
+            box.append(self.proxy.snapshot())
+
+    # -- measurements ----------------------------------------------------------------
+
+    def migrate(
+        self, folder: Path, db: str, *, proxied: bool, extra: Sequence[str] = (), env: dict[str, str] | None = None
+    ) -> Sample:
+        cmd = [*self.cli, "migrate", "--dir", str(folder), *extra]
+        with self.counting(proxied) as box:
+            p = check(run_proc(cmd, self.job_env(db, proxied=proxied, extra=env), cwd=self.work), "migrate-job")
+        stats = box[0] if box else None
+        return Sample(p.wall, p.cpu, p.maxrss_kb, stats.round_trips if stats else None, stats)
+
+    def psql_apply(self, script: Path, db: str, *, proxied: bool) -> Sample:
+        cmd = [self.psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", self.url(db, proxied=proxied), "-f", str(script)]
+        with self.counting(proxied) as box:
+            p = check(run_proc(cmd, clean_env({}), cwd=self.work), "psql")
+        stats = box[0] if box else None
+        return Sample(p.wall, p.cpu, p.maxrss_kb, stats.round_trips if stats else None, stats)
+
+    def add(self, key: str, sample: Sample) -> Sample:
+        self.series.setdefault(key, Series()).samples.append(sample)
+        return sample
+
+    def run(self) -> None:
+        args = self.args
+        n = self.count
+        bindir = devserver.find_bindir(Path(args.bindir) if args.bindir else None)
+        self.psql = str(bindir / "psql")
+        self.results["load_before"] = os.getloadavg()
+
+        folder = self.work / f"migrations_{n}"
+        generate(folder, n, seed=args.seed)
+        small_n = min(50, n)
+        small = self.work / f"migrations_small_{small_n}"
+        generate(small, small_n, seed=args.seed)
+        script = self.work / "psql_apply.sql"
+        script.write_text(
+            "".join(f"BEGIN;\n\\i '{p}'\nCOMMIT;\n" for p in sorted(folder.glob("*.sql"))), encoding="utf-8"
+        )
+
+        self.server = devserver.create(self.work / "pgdata", bindir=bindir)
+        self.server.start()
+        self.proxy = DelayProxy(self.server.host, self.server.port, delay=self.delay)
+        self.proxy.start()
+        with psycopg.connect(self.admin_url()) as conn:
+            row = conn.execute("SELECT current_setting('server_version')").fetchone()
+            self.results["pg_version"] = str(row[0]) if row else "?"
+        log(f"PostgreSQL {self.results['pg_version']} on port {self.server.port}, proxy on {self.proxy.port}")
+        self.results["calibration"] = self.calibrate()
+
+        # 1, 2, 5: applies, interleaved per repeat
+        noop_db = ""
+        for r in range(args.repeat):
+            log(f"repeat {r + 1}/{args.repeat}: apply {n} direct")
+            db = self.fresh_db("direct")
+            self.add("apply_direct", self.migrate(folder, db, proxied=False))
+            applied = self.history_count(db)
+            if applied != n:
+                raise RuntimeError(f"direct apply recorded {applied} migrations, expected {n}")
+            noop_db = db
+            log(f"repeat {r + 1}/{args.repeat}: apply {n} through the proxy")
+            db = self.fresh_db("proxy")
+            self.add("apply_proxy", self.migrate(folder, db, proxied=True))
+            if (applied := self.history_count(db)) != n:
+                raise RuntimeError(f"proxied apply recorded {applied} migrations, expected {n}")
+            if not args.skip_psql:
+                log(f"repeat {r + 1}/{args.repeat}: psql baseline direct and through the proxy")
+                self.add("psql_direct", self.psql_apply(script, self.fresh_db("psql"), proxied=False))
+                self.add("psql_proxy", self.psql_apply(script, self.fresh_db("psqlproxy"), proxied=True))
+
+        # 3: no-op runs on the last direct database
+        log("no-op runs")
+        for _ in range(max(args.repeat, 5)):
+            self.add("noop_direct", self.migrate(folder, noop_db, proxied=False))
+        self.add("noop_proxy", self.migrate(folder, noop_db, proxied=True))
+        # Bytecode: the inherited environment may set PYTHONDONTWRITEBYTECODE (job/ is then compiled at
+        # every start). Also measured: every module cached (warm PYTHONPYCACHEPREFIX), and none cached
+        # (an empty PYTHONPYCACHEPREFIX that is never written: what an image without __pycache__ does).
+        cached = {"PYTHONDONTWRITEBYTECODE": "", "PYTHONPYCACHEPREFIX": str(self.work / "pycache")}
+        self.migrate(folder, noop_db, proxied=False, env=cached)  # warm-up: writes the cache
+        nocache = {"PYTHONDONTWRITEBYTECODE": "1", "PYTHONPYCACHEPREFIX": str(self.work / "no-pycache")}
+        for _ in range(args.repeat):
+            self.add("noop_pyc_cached", self.migrate(folder, noop_db, proxied=False, env=cached))
+            self.add("noop_no_pyc", self.migrate(folder, noop_db, proxied=False, env=nocache))
+        self.results["dontwritebytecode"] = os.environ.get("PYTHONDONTWRITEBYTECODE", "")
+        self.results["noop_modules"] = self.noop_modules(folder, noop_db)
+        self.results["noop_importtime"] = self.noop_importtime(folder, noop_db)
+
+        # 4: --single-transaction at two sizes
+        for size, where in ((small_n, small), (n, folder)):
+            log(f"--single-transaction with {size} migrations through the proxy")
+            for _ in range(args.repeat):
+                db = self.fresh_db(f"single{size}")
+                self.add(f"single_{size}", self.migrate(where, db, proxied=True, extra=["--single-transaction"]))
+                if (applied := self.history_count(db)) != size:
+                    raise RuntimeError(f"--single-transaction recorded {applied}, expected {size}")
+        self.results["single_sizes"] = (small_n, n)
+
+        if args.large_mb > 0:
+            log(f"one {args.large_mb:g} MB migration (timeout {args.large_timeout:g} s)")
+            self.results["large"] = self.large_migration()
+
+        # 6: planning
+        log(f"planning {args.plan_files} files in-process")
+        self.results["planning"] = self.planning(args.plan_files)
+
+        # 7: import time
+        log("CLI import time")
+        self.results["import"] = self.import_time()
+        self.results["load_after"] = os.getloadavg()
+
+    def calibrate(self, pings: int = 50) -> dict[str, Any]:
+        """Self-check of the proxy: `pings` × SELECT 1 must count `pings` round trips (+ connect,
+        terminate); and the latency it really adds per round trip (asyncio timers overshoot a little,
+        more on a loaded machine)."""
+        assert self.proxy is not None
+        times = {}
+        stats: Stats | None = None
+        for proxied in (False, True):
+            with self.counting(proxied) as box, psycopg.connect(self.url("postgres", proxied=proxied)) as conn:
+                conn.autocommit = True
+                conn.execute("SELECT 1", prepare=False)  # no auto-prepare: it costs psycopg one more round trip
+                started = time.perf_counter()
+                for _ in range(pings):
+                    conn.execute("SELECT 1", prepare=False)
+                times[proxied] = (time.perf_counter() - started) / pings
+            if box:
+                stats = box[0]
+        assert stats is not None
+        overhead = ("ssl-request", "gssenc-request", "startup", "auth", "terminate")
+        select_rt = sum(1 for e in stats.events if e.label not in overhead) - 1  # minus the warm-up SELECT 1
+        return {
+            "pings": pings,
+            "counted": select_rt,
+            "total": stats.round_trips,
+            "labels": dict(stats.by_label()),
+            "direct_ms": times[False] * 1000,
+            "proxied_ms": times[True] * 1000,
+            "added_ms": (times[True] - times[False]) * 1000,
+        }
+
+    def large_migration(self) -> dict[str, Any]:
+        """One big migration (sent as one message): does it finish? (robustness check, not a target)"""
+        folder = self.work / "large"
+        path = generate_large(folder, self.args.large_mb, seed=self.args.seed)
+        db = self.fresh_db("large")
+        cmd = [*self.cli, "migrate", "--dir", str(folder)]
+        p = run_proc(cmd, self.job_env(db, proxied=False), cwd=self.work, timeout=self.args.large_timeout)
+        with psycopg.connect(self.url(db, proxied=False)) as conn:
+            row = conn.execute(
+                "SELECT string_agg(status, ',') FROM public.migrate_job_history WHERE version = '1'"
+            ).fetchone()
+        interrupted = any('"run.interrupted"' in line for line in p.stdout.splitlines())
+        return {
+            "mb": path.stat().st_size / 1e6,
+            "rc": p.rc,
+            "wall": p.wall,
+            "timeout": self.args.large_timeout,
+            "history": (row[0] if row and row[0] else "no row"),
+            "interrupted_logged": interrupted,
+        }
+
+    def noop_modules(self, folder: Path, db: str) -> dict[str, Any]:
+        """Run the no-op migrate in a python -c that then reports what it imported."""
+        code = (
+            "import json, sys\n"
+            "import job.cli\n"
+            f"rc = job.cli.main(['migrate', '--dir', {str(folder)!r}])\n"
+            "mods = sorted(sys.modules)\n"
+            "print('BENCH-MODULES ' + json.dumps({'rc': rc, 'boto3': 'boto3' in sys.modules, "
+            "'botocore': 'botocore' in sys.modules, 'pglast': 'pglast' in sys.modules, 'count': len(mods)}), "
+            "file=sys.stderr)\n"
+        )
+        p = check(run_proc([sys.executable, "-c", code], self.job_env(db, proxied=False), cwd=self.work), "no-op -c")
+        line = next(x for x in p.stderr.splitlines() if x.startswith("BENCH-MODULES "))
+        data: dict[str, Any] = json.loads(line.split(" ", 1)[1])
+        if data["rc"] != 0:
+            raise RuntimeError(f"no-op run exited {data['rc']}")
+        return data
+
+    def noop_importtime(self, folder: Path, db: str) -> dict[str, Any]:
+        cmd = [sys.executable, "-X", "importtime", "-m", "job", "migrate", "--dir", str(folder)]
+        p = check(run_proc(cmd, self.job_env(db, proxied=False), cwd=self.work), "no-op -X importtime")
+        rows = parse_importtime(p.stderr)
+        top = [r for r in rows if r[3] == 0]
+        heavy = sorted(top, key=lambda r: -r[2])[:10]
+        return {
+            "total_ms": sum(r[2] for r in top) / 1000,
+            "modules": len(rows),
+            "boto": [r[0] for r in rows if r[0].split(".")[0] in ("boto3", "botocore")],
+            "heaviest": [(name, cum / 1000) for name, _, cum, _ in heavy],
+        }
+
+    def planning(self, files: int) -> dict[str, Any]:
+        from job import plan, source
+        from job.plan import Applied
+
+        folder = self.work / f"plan_{files}"
+        generate(folder, files, seed=self.args.seed, down=True)
+        when = dt.datetime.now(dt.UTC)
+        rows = []
+        for path in sorted(folder.glob("*.sql")):
+            digits, _, rest = path.stem.partition("_")
+            rows.append(
+                Applied(
+                    version=str(int(digits)),
+                    name=rest,
+                    checksum=hashlib.sha256(path.read_bytes()).hexdigest(),
+                    status="applied",
+                    applied_at=when,
+                    execution_ms=3,
+                    applied_by="bench",
+                    batch=1,
+                )
+            )
+        loads, plans, cpus = [], [], []
+        for _ in range(self.args.repeat):
+            c0 = time.process_time()
+            t0 = time.perf_counter()
+            migrations = source.load(folder)
+            t1 = time.perf_counter()
+            result = plan.build_plan(migrations, rows)
+            t2 = time.perf_counter()
+            cpus.append(time.process_time() - c0)
+            if result.pending or result.problems or len(migrations) != files:
+                raise RuntimeError(
+                    f"planning: {len(migrations)} files, {len(result.pending)} pending, {len(result.problems)} problems"
+                )
+            loads.append(t1 - t0)
+            plans.append(t2 - t1)
+        totals = [a + b for a, b in zip(loads, plans, strict=True)]
+        return {
+            "files": files,
+            "total": statistics.median(totals),
+            "load": statistics.median(loads),
+            "plan": statistics.median(plans),
+            "cpu": statistics.median(cpus),
+            "all": totals,
+            "bytes": sum(p.stat().st_size for p in folder.glob("*.sql")),
+        }
+
+    def import_time(self) -> dict[str, Any]:
+        env = clean_env({})
+        runs = max(self.args.repeat, 5)
+        cum, walls, bare = [], [], []
+        for _ in range(runs):
+            p = check(run_proc([sys.executable, "-X", "importtime", "-c", "import job.cli"], env), "importtime")
+            rows = parse_importtime(p.stderr)
+            cum.append(sum(c for name, _, c, level in rows if level == 0 and name in ("job", "job.cli")) / 1000)
+            walls.append(check(run_proc([sys.executable, "-c", "import job.cli"], env), "import job.cli").wall)
+            bare.append(check(run_proc([sys.executable, "-c", "pass"], env), "python -c pass").wall)
+        return {
+            "importtime_ms": statistics.median(cum),
+            "wall": statistics.median(walls),
+            "bare_wall": statistics.median(bare),
+        }
+
+
+_IMPORT_LINE = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)\s*$")
+
+
+def parse_importtime(stderr: str) -> list[tuple[str, int, int, int]]:
+    """(module, self µs, cumulative µs, nesting level) for each `-X importtime` line."""
+    rows = []
+    for line in stderr.splitlines():
+        m = _IMPORT_LINE.match(line)
+        if m:
+            rows.append((m[4], int(m[1]), int(m[2]), (len(m[3]) - 1) // 2))
+    return rows
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------- report
+
+
+def machine(results: dict[str, Any]) -> dict[str, str]:
+    model = "?"
+    with open("/proc/cpuinfo", encoding="utf-8") as fh:
+        for line in fh:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "cpu": model,
+        "cores": f"{os.cpu_count()} (usable: {len(os.sched_getaffinity(0))})",
+        "memory": _mem_total(),
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "postgresql": str(results.get("pg_version", "?")),
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "load": "start {} / end {}".format(
+            " ".join(f"{x:.2f}" for x in results.get("load_before", ())),
+            " ".join(f"{x:.2f}" for x in results.get("load_after", ())),
+        ),
+    }
+
+
+def _mem_total() -> str:
+    with open("/proc/meminfo", encoding="utf-8") as fh:
+        for line in fh:
+            if line.startswith("MemTotal:"):
+                return f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+    return "?"
+
+
+def _s(x: float) -> str:
+    return f"{x:.3f} s" if x < 10 else f"{x:.2f} s"
+
+
+def _ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}×" if b else "—"
+
+
+def phase_of(label: str, *, per_statement: bool) -> str:
+    """Group round-trip labels: one line per kind of message (not per migration)."""
+    if label in ("ssl-request", "gssenc-request", "startup", "auth"):
+        return f"connect: {label}"
+    if label.startswith("query: BEGIN; SET LOCAL"):
+        return "one migration: `BEGIN; SET LOCAL …; <file>; INSERT history; COMMIT` (1 message)"
+    if per_statement and label.startswith(("query: ", "parse: ")):
+        kind, _, text = label.partition(": ")
+        words = text.rstrip(";").split()
+        take = 1
+        if words and words[0].upper() in ("CREATE", "ALTER", "DROP", "COMMENT"):
+            take = 4 if len(words) > 1 and words[1].upper() == "OR" else 2
+        return f"{kind}: {' '.join(words[:take])}" + (" …" if len(words) > take else "")
+    return label
+
+
+def breakdown(stats: Stats | None, *, per_statement: bool) -> list[tuple[str, int]]:
+    if stats is None:
+        return []
+    counts: Counter[str] = Counter()
+    order: dict[str, int] = {}
+    for i, e in enumerate(stats.events):
+        key = phase_of(e.label, per_statement=per_statement)
+        counts[key] += 1
+        order.setdefault(key, i)
+    return sorted(counts.items(), key=lambda kv: order[kv[0]])
+
+
+def report(bench: Bench) -> tuple[str, bool]:
+    a = bench.args
+    r = bench.results
+    s = bench.series
+    n = bench.count
+    rtt = a.rtt_ms / 1000
+    m = machine(r)
+    out: list[str] = []
+    w = out.append
+
+    direct, proxied = s["apply_direct"], s["apply_proxy"]
+    noop = s["noop_direct"]
+    small_n, big_n = r["single_sizes"]
+    single_small, single_big = s[f"single_{small_n}"], s[f"single_{big_n}"]
+    psql_d, psql_p = s.get("psql_direct"), s.get("psql_proxy")
+    plan = r["planning"]
+    imp = r["import"]
+    mods = r["noop_modules"]
+    noop_imp = r["noop_importtime"]
+
+    w("# migrate-job benchmark\n")
+    w(f"`python bench/run.py --count {n} --rtt-ms {a.rtt_ms:g} --repeat {a.repeat} --plan-files {a.plan_files}`\n")
+    w("| machine | |\n|---|---|")
+    for k, v in m.items():
+        w(f"| {k} | {v} |")
+    w("")
+    w(
+        f"Each timed value is the median of {a.repeat} runs (no-op: {len(noop.samples)} runs), interleaved. The "
+        "machine is shared with other engineers' test runs; the load average above and the per-run values at "
+        "the end show how noisy it was. Round trips are counted by bench/proxy.py (a client send after the "
+        f"server has spoken = 1, per connection, summed); latency = {a.rtt_ms:g} ms RTT "
+        f"({a.rtt_ms / 2:g} ms each way per chunk). Peak RSS: {rss_method()}.\n"
+    )
+
+    w(f"## Apply {n} pending transactional migrations: migrate-job vs psql\n")
+    w(
+        "psql baseline: one `psql -X -v ON_ERROR_STOP=1 -f` session running `BEGIN; \\i file; COMMIT;` per file "
+        "(no history table, no lock, no checks).\n"
+    )
+    w("| measure | migrate-job | psql baseline | migrate-job / psql |")
+    w("|---|---:|---:|---:|")
+
+    def row(name: str, mine: float | int | None, base: float | int | None, fmt: Callable[[float], str]) -> None:
+        b = fmt(base) if base is not None else "—"
+        ratio = _ratio(float(mine), float(base)) if mine is not None and base else "—"
+        w(f"| {name} | {fmt(mine) if mine is not None else '—'} | {b} | {ratio} |")
+
+    row("wall, direct (no proxy)", direct.wall, psql_d.wall if psql_d else None, _s)
+    row("CPU user+sys, direct", direct.cpu, psql_d.cpu if psql_d else None, _s)
+    row(f"wall, through {a.rtt_ms:g} ms RTT", proxied.wall, psql_p.wall if psql_p else None, _s)
+    row(
+        "added by the latency (proxied − direct)",
+        proxied.wall - direct.wall,
+        (psql_p.wall - psql_d.wall) if psql_p and psql_d else None,
+        _s,
+    )
+    row("round trips (whole run)", proxied.round_trips, psql_p.round_trips if psql_p else None, lambda x: f"{x:.0f}")
+    row(
+        "round trips per migration",
+        proxied.round_trips / n,
+        psql_p.round_trips / n if psql_p else None,
+        lambda x: f"{x:.3f}",
+    )
+    row(
+        "peak RSS (max over runs)",
+        max(direct.rss_mb, proxied.rss_mb),
+        max(psql_d.rss_mb, psql_p.rss_mb) if psql_d and psql_p else None,
+        lambda x: f"{x:.1f} MB",
+    )
+    w("")
+
+    # targets
+    rt_per = proxied.round_trips / n
+    lo, hi = proxied.round_trip_range
+    bound = 1.2 * (n * rtt + direct.wall)
+    rss = max(direct.rss_mb, proxied.rss_mb)
+    boto = mods["boto3"] or mods["botocore"] or bool(noop_imp["boto"])
+    targets: list[tuple[str, str, bool]] = [
+        (
+            f"round trips per migration, apply {n} (proxied)",
+            f"{rt_per:.3f} ({proxied.round_trips} total; runs {lo}–{hi}) ≤ 1.1",
+            rt_per <= 1.1,
+        ),
+        (
+            f"wall through {a.rtt_ms:g} ms RTT ≤ 1.2 × ({n} × RTT + direct wall)",
+            f"{_s(proxied.wall)} ≤ 1.2 × ({_s(n * rtt)} + {_s(direct.wall)}) = {_s(bound)}",
+            proxied.wall <= bound,
+        ),
+        (
+            "no-op run wall (direct)",
+            f"{_s(noop.wall)} ≤ 0.4 s (runs {min(noop.walls()):.3f}–{max(noop.walls()):.3f} s; CPU {_s(noop.cpu)})",
+            noop.wall <= 0.4,
+        ),
+        (
+            "no-op run does not import boto3",
+            f"boto3 imported: {mods['boto3']}, botocore: {mods['botocore']}",
+            not boto,
+        ),
+        (
+            "CLI import time measured",
+            f"`import job.cli`: {imp['importtime_ms']:.1f} ms (-X importtime); process "
+            f"{_s(imp['wall'])} vs bare python {_s(imp['bare_wall'])}; whole no-op run imports "
+            f"{noop_imp['total_ms']:.0f} ms",
+            True,
+        ),
+        (
+            f"planning {plan['files']} files (load + build_plan, in-process)",
+            f"{_s(plan['total'])} < 1 s (load {_s(plan['load'])}, plan {_s(plan['plan'])}; CPU {_s(plan['cpu'])})",
+            plan["total"] < 1.0,
+        ),
+        (f"peak RSS, apply {n}", f"{rss:.1f} MB < 80 MB", rss < 80),
+        (
+            "--single-transaction round trips independent of N",
+            f"N={small_n}: {single_small.round_trips}, N={big_n}: {single_big.round_trips}",
+            single_small.round_trips == single_big.round_trips
+            and single_small.round_trip_range[0] == single_small.round_trip_range[1] == single_big.round_trip_range[1],
+        ),
+    ]
+    ok = all(t[2] for t in targets)
+    w("## Targets\n")
+    w("| target | measured | result |")
+    w("|---|---|:---:|")
+    for name, measured, passed in targets:
+        w(f"| {name} | {measured} | {'PASS' if passed else '**FAIL**'} |")
+    w("")
+
+    w("## Other measurements\n")
+    w("| measure | value |")
+    w("|---|---:|")
+    dwb = r.get("dontwritebytecode") or "unset"
+    for key, what in (
+        ("noop_direct", f"no-op, inherited environment (PYTHONDONTWRITEBYTECODE={dwb})"),
+        ("noop_pyc_cached", "no-op, every module's bytecode cached (warm PYTHONPYCACHEPREFIX)"),
+        ("noop_no_pyc", "no-op, no bytecode cache at all (like an image without `__pycache__`)"),
+    ):
+        w(f"| {what}: wall / CPU | {_s(s[key].wall)} / {_s(s[key].cpu)} |")
+    w(f"| no-op run through {a.rtt_ms:g} ms RTT: wall | {_s(s['noop_proxy'].wall)} |")
+    w(f"| no-op run: round trips | {s['noop_proxy'].round_trips} |")
+    w(f"| no-op run: modules in sys.modules after main() | {mods['count']} (pglast: {mods['pglast']}) |")
+    for size, ser in ((small_n, single_small), (big_n, single_big)):
+        w(
+            f"| --single-transaction N={size} through {a.rtt_ms:g} ms RTT: wall / round trips "
+            f"| {_s(ser.wall)} / {ser.round_trips} |"
+        )
+    cal = r["calibration"]
+    w(
+        f"| proxy self-check: {cal['pings']} × `SELECT 1` on one connection | counted {cal['counted']} "
+        f"(+1 warm-up, +{cal['total'] - cal['counted'] - 1} connect/terminate) |"
+    )
+    w(
+        f"| latency the proxy really adds per round trip (nominal {a.rtt_ms:g} ms) | {cal['added_ms']:.2f} ms "
+        f"({cal['proxied_ms']:.2f} vs {cal['direct_ms']:.2f} ms per `SELECT 1`) |"
+    )
+    w(f"| planning: files / bytes | {plan['files']} / {plan['bytes'] / 1e6:.1f} MB |")
+    w(f"| `python -c 'import job.cli'` wall / bare `python -c pass` | {_s(imp['wall'])} / {_s(imp['bare_wall'])} |")
+    w("")
+    large = r.get("large")
+    if large:
+        w("Robustness check (not a target): one large migration, sent as one message, direct.\n")
+        if large["rc"] == 0:
+            verdict = f"applied in {_s(large['wall'])} (history: {large['history']})"
+        else:
+            verdict = (
+                f"**did not finish**: stopped after {large['timeout']:g} s, exit {large['rc']}, "
+                f"run.interrupted logged: {large['interrupted_logged']}; history afterwards: **{large['history']}** "
+                "(the client waits for the reply while part of the one message is still unsent in libpq's "
+                "buffer: job.db.run_script sends with send_query and then only fetches, it never flushes)"
+            )
+        w(f"| migration size | result |\n|---|---|\n| {large['mb']:.1f} MB | {verdict} |\n")
+    w("Heaviest imports of the no-op run (`python -X importtime -m job migrate`, cumulative):\n")
+    w("| module | ms |\n|---|---:|")
+    for name, ms in noop_imp["heaviest"]:
+        w(f"| {name} | {ms:.1f} |")
+    w("")
+
+    w("## Where the round trips go (through the proxy, last run)\n")
+    sections = [
+        (f"migrate-job apply {n}", proxied.last_stats, False),
+        ("migrate-job no-op", s["noop_proxy"].last_stats, False),
+        (f"migrate-job --single-transaction N={big_n}", single_big.last_stats, False),
+    ]
+    if psql_p:
+        sections.append((f"psql baseline apply {n}", psql_p.last_stats, True))
+    for title, stats, per_stmt in sections:
+        if stats is None:
+            continue
+        w(
+            f"**{title}**: {stats.round_trips} round trips over {stats.connections} connection(s) "
+            f"({', '.join(str(v) for v in stats.per_connection.values())})\n"
+        )
+        w("| what the client sent | round trips |\n|---|---:|")
+        for label, count in breakdown(stats, per_statement=per_stmt):
+            w(f"| {label.replace('|', '/')} | {count} |")
+        w("")
+
+    w("## Every run\n")
+    w("| scenario | wall (s) | CPU (s) | round trips | peak RSS (MB) |\n|---|---|---|---|---|")
+    for key, ser in s.items():
+        walls = ", ".join(f"{x:.3f}" for x in ser.walls())
+        rts = ", ".join(str(x.round_trips) for x in ser.samples if x.round_trips is not None) or "—"
+        rsss = ", ".join(f"{x.maxrss_kb / 1024:.1f}" for x in ser.samples)
+        cpus = ", ".join(f"{x.cpu:.3f}" for x in ser.samples)
+        w(f"| {key} | {walls} | {cpus} | {rts} | {rsss} |")
+    w(f"| planning {plan['files']} files | {', '.join(f'{x:.3f}' for x in plan['all'])} | — | — | — |")
+    w("")
+    w(f"Overall: {'all targets PASS' if ok else 'some targets FAIL'}.")
+    return "\n".join(out) + "\n", ok
+
+
+# ---------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--count", type=int, default=200, help="migrations to apply (default 200)")
+    parser.add_argument("--rtt-ms", type=float, default=10.0, help="round-trip time added by the proxy (default 10)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per timed scenario; the median counts (default 3)")
+    parser.add_argument("--plan-files", type=int, default=10_000, help="files for the planning benchmark")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the generated migrations")
+    parser.add_argument("--output", type=Path, default=ROOT / "bench" / "RESULTS.md", help="report file")
+    parser.add_argument("--no-write", action="store_true", help="print the report only")
+    parser.add_argument("--skip-psql", action="store_true", help="no psql baseline")
+    parser.add_argument(
+        "--large-mb", type=float, default=24.0, help="size of the one-large-migration check in MB (0: skip)"
+    )
+    parser.add_argument("--large-timeout", type=float, default=30.0, help="seconds before that check is stopped")
+    parser.add_argument("--bindir", help="PostgreSQL bin directory (default: job.devserver.find_bindir())")
+    parser.add_argument("--cli", help="command to run migrate-job (default: this python -m job)")
+    parser.add_argument("--keep", action="store_true", help="keep the temp directory (data, migrations, logs)")
+    args = parser.parse_args(argv)
+    if args.count < 1 or args.repeat < 1:
+        parser.error("--count and --repeat must be at least 1")
+
+    work = Path(tempfile.mkdtemp(prefix="migrate-job-bench-"))
+    bench = Bench(args, work)
+    started = time.monotonic()
+    try:
+        bench.run()
+    finally:
+        if bench.proxy is not None:
+            bench.proxy.stop()
+        if bench.server is not None:
+            try:
+                bench.server.stop()
+            except devserver.DevServerError as exc:
+                log(f"could not stop the server: {exc}")
+        if args.keep:
+            log(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    text, ok = report(bench)
+    text += f"\nBenchmark runtime: {time.monotonic() - started:.0f} s.\n"
+    sys.stdout.write(text)
+    if not args.no_write:
+        args.output.write_text(text, encoding="utf-8")
+        log(f"wrote {args.output}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
