@@ -12,7 +12,6 @@ IMAGE ?= localhost/migrate-job:dev
 BASE_IMAGE ?= localhost/debian:trixie
 CONTAINERS_CONF ?= $(CURDIR)/.dev/containers/containers.conf
 export CONTAINERS_CONF
-RDS_CA_URL ?= https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem
 
 .PHONY: help install run stop test test-unit test-pg lint fmt clean image test-image bench
 
@@ -63,8 +62,7 @@ bench: install ## benchmark vs psql: round trips, 10 ms-RTT latency, no-op, plan
 
 image: ## build the container image with podman (installs podman and a local debootstrapped base if needed)
 	bash scripts/container-setup.sh $(BASE_IMAGE)
-	@test -s deploy/certs/global-bundle.pem || curl -fsS --max-time 10 -o deploy/certs/global-bundle.pem $(RDS_CA_URL) \
-	  || { rm -f deploy/certs/global-bundle.pem; echo "warning: RDS CA bundle not reachable; image built without it"; }
+	@test -s deploy/certs/global-bundle.pem || bash scripts/rds-ca-bundle.sh deploy/certs/global-bundle.pem
 	podman build $(if $(wildcard /etc/ssl/certs/ca-certificates.crt),--secret id=pip_ca$(comma)src=/etc/ssl/certs/ca-certificates.crt) \
 	  --build-arg BASE_IMAGE=$(BASE_IMAGE) -t $(IMAGE) .
 	@podman image inspect $(IMAGE) --format 'image $(IMAGE): {{.Size}} bytes' | awk '{printf "%s %s %.0f MB\n", $$1, $$2, $$3/1e6}'

@@ -93,6 +93,23 @@ def test_container_pg_dump_present(db_url: str) -> None:
     assert out.returncode == 0 and " 17." in out.stdout, out.stdout + out.stderr
 
 
+def test_image_ships_the_rds_ca_bundle() -> None:
+    """/etc/ssl/rds/global-bundle.pem holds the Amazon RDS root CAs (for MIGRATE_SSLMODE=verify-full)."""
+    out = podman(
+        "run",
+        "--rm",
+        "--read-only",
+        "--entrypoint",
+        "python3",
+        IMAGE,
+        "-c",
+        "import ssl; c = ssl.create_default_context(cafile='/etc/ssl/rds/global-bundle.pem');"
+        "print(len(c.get_ca_certs()))",
+    )
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout.strip()) >= 10
+
+
 def test_podman_stop_sends_sigterm_and_exits_143(db_url: str, folder: Path) -> None:
     """`podman stop` (SIGTERM) cancels the running migration: exit 143 within the grace period, no trace."""
     (folder / "0001_slow.sql").write_text("CREATE TABLE slow (id int);\nSELECT pg_sleep(60);\n")
