@@ -557,7 +557,7 @@ def config_show(settings: Settings, out: TextIO, fmt: str = "table") -> dict[str
     where = origins()
     secrets = settings.secrets()
     rows: dict[str, Any] = {}
-    for name in settings.model_fields:
+    for name in type(settings).model_fields:
         if name in _HIDDEN:
             continue
         value = getattr(settings, name)

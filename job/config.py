@@ -257,8 +257,8 @@ def find_config_file(explicit: Path | None) -> Path | None:
     return None
 
 
-def _file_values(overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str], Any]:
-    """Values (and their origins) from the config file for the selected environment."""
+def _file_values(overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str], Any, str | None]:
+    """Values (and their origins) from the config file for the selected environment, the file and that env."""
     from job import configfile
 
     explicit = overrides.get("config") or (
@@ -266,14 +266,14 @@ def _file_values(overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, s
     )
     path = find_config_file(Path(explicit) if explicit else None)
     if path is None:
-        return {}, {}, None
+        return {}, {}, None, None
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read the config file ({type(exc).__name__})", file=str(path)) from None
     cfg = configfile.parse(path, text, pyproject=path.name == "pyproject.toml")
     if cfg is None:
-        return {}, {}, None
+        return {}, {}, None, None
     configfile.check_keys(cfg, set(Settings.model_fields))
     chosen = overrides.get("env") or os.environ.get("MIGRATE_ENV")
     env = str(chosen or cfg.shared.get("env") or "dev")
@@ -286,7 +286,7 @@ def _file_values(overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, s
             origin["database_url"] = f"${ref} (named by {cfg.where(env)})"
         else:
             origin["database_url"] = f"unset: ${ref} (named by {cfg.where(env)}) is empty"
-    return values, origin, cfg
+    return values, origin, cfg, env
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -297,7 +297,7 @@ def load_settings(**overrides: Any) -> Settings:
     """
     given = {k: v for k, v in overrides.items() if v is not None}
     given.setdefault("libpq_env", any(os.environ.get(k) for k in LIBPQ_ENV))
-    file_values, file_origin, cfg = _file_values(given)
+    file_values, file_origin, cfg, file_env = _file_values(given)
     _FILE_VALUES.clear()
     _FILE_VALUES.update(file_values)
     try:
@@ -310,12 +310,7 @@ def load_settings(**overrides: Any) -> Settings:
         if given_by_flag:
             name = f"--{field.replace('_', '-')}"
         elif cfg is not None and field in file_values and not os.environ.get(env_var):
-            line = cfg.line_of(
-                field,
-                None
-                if file_origin[field] == cfg.where(None)
-                else str(given.get("env") or os.environ.get("MIGRATE_ENV") or "dev"),
-            )
+            line = cfg.line_of(field, None if file_origin[field] == cfg.where(None) else file_env)
             raise ConfigError(
                 f"{cfg.path}:{line}: invalid value for {field}: {err['msg']}", file=str(cfg.path), key=field, line=line
             ) from None
