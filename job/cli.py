@@ -242,6 +242,7 @@ COMMANDS = (
     "lint",
     "diff",
 )
+_JOB_COMMANDS = ("migrate", "rollback", "reset", "refresh", "repair")
 _REPORT_COMMANDS = {"config", "diff", "lint", "status", "validate", "create"}
 
 
@@ -280,7 +281,18 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings(**overrides)
     except ConfigError as exc:
         log = configure(fmt="auto", level="info", run_id=run_id, secrets=[], stream=stream)
-        log.error(exc.event, error=exc.message, exit_code=int(exc.exit_code), **exc.fields)
+        log.error(exc.event, **{**exc.fields, "error": exc.message, "exit_code": int(exc.exit_code)})
+        if command in _JOB_COMMANDS:
+            log.info(
+                "run.finished",
+                exit_code=int(exc.exit_code),
+                applied=0,
+                pending=0,
+                duration_ms=round((time.monotonic() - started) * 1000),
+                dry_run=bool(overrides.get("dry_run")),
+            )
+        return int(exc.exit_code)
+    except Interrupted as exc:
         return int(exc.exit_code)
     log = configure(
         fmt=settings.log_format,
@@ -351,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
         error_text = f"{type(exc).__name__}: {exc}".splitlines()[0]
         log.error("run.crashed", error=f"{type(exc).__name__}: {exc}".splitlines()[0], exit_code=int(code))
     _report_to_orchestrators(settings, command, int(code), state, error_text, error_fields, secrets=settings.secrets())
-    if command in ("migrate", "rollback", "reset", "refresh", "repair"):
+    if command in _JOB_COMMANDS:
         log.info(
             "run.finished",
             exit_code=int(code),
