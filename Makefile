@@ -13,7 +13,7 @@ BASE_IMAGE ?= localhost/debian:trixie
 CONTAINERS_CONF ?= $(CURDIR)/.dev/containers/containers.conf
 export CONTAINERS_CONF
 
-.PHONY: help install run stop test test-unit test-pg lint fmt clean image test-image bench
+.PHONY: help install run stop test test-unit lint fmt clean image test-image bench
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "} {printf "  make %-10s %s\n", $$1, $$2}'
