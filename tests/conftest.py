@@ -11,17 +11,14 @@ import contextlib
 import os
 import shutil
 import tempfile
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
-from psycopg import sql
 
 from job import devserver
 from job.devserver import DevServer
-from tests.pgutil import DevServerFactory, ExternalServer, PgServer
+from tests.pgutil import DevServerFactory, ExternalServer, PgServer, new_database
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -55,14 +52,8 @@ def pg_server() -> Iterator[PgServer]:
 @pytest.fixture
 def db_url(pg_server: PgServer) -> Iterator[str]:
     """The URL of a new empty database, dropped after the test."""
-    name = f"test_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(pg_server.url(), autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
-    try:
-        yield pg_server.url(name)
-    finally:
-        with psycopg.connect(pg_server.url(), autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    with new_database(pg_server) as url:
+        yield url
 
 
 @pytest.fixture

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import quote, urlsplit, urlunsplit
+
+import psycopg
+from psycopg import sql
 
 from job.devserver import DevServer
 
@@ -37,6 +43,19 @@ class ExternalServer:
             return self.admin_url
         parts = urlsplit(self.admin_url)
         return urlunsplit(parts._replace(path="/" + quote(dbname, safe="")))
+
+
+@contextmanager
+def new_database(server: PgServer, name: str | None = None) -> Iterator[str]:
+    """The URL of a new empty database on `server` (test_<random hex> unless named), dropped at exit."""
+    name = name or f"test_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(server.url(), autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
+    try:
+        yield server.url(name)
+    finally:
+        with psycopg.connect(server.url(), autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def postmaster_pids(datadir: Path) -> set[int]:

@@ -12,13 +12,12 @@ import json
 import logging
 import os
 import secrets
-import shutil
 import subprocess
 import sys
 import textwrap
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -30,12 +29,11 @@ from moto.server import ThreadedMotoServer
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from job import devserver
+from tests.pg import cli
+from tests.pg.cli import HISTORY, Result, query
 from tests.pgutil import PgServer
 
-ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
-HISTORY = "public.migrate_job_history"
 # Fragments of an RDS IAM auth token (a presigned query string): none may ever be printed.
 TOKEN_MARKERS = ("X-Amz-Signature", "X-Amz-Credential", "Action=connect&DBUser")
 
@@ -85,8 +83,16 @@ def boto_client(endpoint: str, service: str, **credentials: str) -> Any:
     return boto3.session.Session().client(service, endpoint_url=endpoint, region_name=REGION, **creds)
 
 
+Client = Callable[[str], Any]  # what the `aws` fixture returns: service name -> boto3 client
+
+
+def unique(prefix: str) -> str:
+    """`prefix` plus a random suffix: a name no other test uses."""
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
 @pytest.fixture
-def aws(moto_url: str) -> Callable[[str], Any]:
+def aws(moto_url: str) -> Client:
     """A boto3 client factory for the session's moto server (test setup and inspection only)."""
     return lambda service: boto_client(moto_url, service)
 
@@ -156,56 +162,14 @@ class AuthMotoServer:
 # ---------------------------------------------------------------------------- the CLI
 
 
-@dataclass
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
-    logs: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def output(self) -> str:
-        return self.stdout + self.stderr
-
-    def events(self, name: str) -> list[dict[str, Any]]:
-        return [e for e in self.logs if e.get("event") == name]
-
-    def errors(self) -> list[dict[str, Any]]:
-        return [e for e in self.logs if e.get("level") == "error"]
-
-    def error_text(self) -> str:
-        """The one error line of a failed run (asserts there is exactly one)."""
-        errors = self.errors()
-        assert len(errors) == 1, self.describe()
-        return str(errors[0].get("error", ""))
-
-    def describe(self) -> str:
-        return f"exit {self.returncode}\n--- stdout\n{self.stdout}\n--- stderr\n{self.stderr}"
-
-
-def _json_lines(text: str) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
-    for line in text.splitlines():
-        if line.startswith("{"):
-            try:
-                value = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(value, dict):
-                found.append(value)
-    return found
-
-
 def job_env(extra: dict[str, str]) -> dict[str, str]:
     """Our environment without any database, migrate-job or AWS setting, plus `extra`."""
-    dropped = ("DATABASE_URL", "TEST_DATABASE_URL", "INITIAL_NO_AUTH_ACTION_COUNT")
-    env = {k: v for k, v in os.environ.items() if not (k.startswith(("PG", "MIGRATE_", "AWS_")) or k in dropped)}
-    env.update(
-        MIGRATE_LOG_FORMAT="json",
-        MIGRATE_CONNECT_TIMEOUT="10",
-        MIGRATE_LOCK_WAIT_TIMEOUT="30",
-        PYTHONPATH=str(ROOT),
-    )
+    env = {
+        k: v
+        for k, v in cli.clean_env(None).items()
+        if not (k.startswith("AWS_") or k == "INITIAL_NO_AUTH_ACTION_COUNT")
+    }
+    env.update(MIGRATE_CONNECT_TIMEOUT="10", MIGRATE_LOCK_WAIT_TIMEOUT="30")
     env.update(extra)
     return env
 
@@ -214,18 +178,9 @@ def run_job(*args: str, cwd: Path, env: dict[str, str], timeout: float = 180) ->
     """Run `python -m job ARGS` (stdin not a TTY) and keep its output for the leak scan."""
     full_env = job_env(env)
     assert not any(k.startswith("PG") for k in full_env), "libpq variables must not reach the job"
-    proc = subprocess.run(
-        [sys.executable, "-m", "job", *args],
-        cwd=cwd,
-        env=full_env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    OUTPUTS.append(proc.stdout + proc.stderr)
-    return Result(proc.returncode, proc.stdout, proc.stderr, _json_lines(proc.stdout) + _json_lines(proc.stderr))
+    result = cli.run_cli(*args, env=full_env, cwd=cwd, stdin=subprocess.DEVNULL, timeout=timeout)
+    OUTPUTS.append(result.output)
+    return result
 
 
 def migrate(directory: Path, env: dict[str, str], *args: str) -> Result:
@@ -293,16 +248,6 @@ def target(pg_server: PgServer, db_url: str) -> Iterator[Target]:
             admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
 
 
-def query(url: str, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    with psycopg.connect(url, autocommit=True) as conn:
-        return conn.execute(statement, params).fetchall()
-
-
-def execute(url: str, statement: str) -> None:
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(statement)
-
-
 def applied_versions(url: str) -> list[str]:
     """Versions recorded as applied ([] when the history table does not exist)."""
     if query(url, "SELECT to_regclass(%s) IS NOT NULL", (HISTORY,)) != [(True,)]:
@@ -312,14 +257,6 @@ def applied_versions(url: str) -> list[str]:
 
 def table_exists(url: str, name: str) -> bool:
     return query(url, "SELECT to_regclass(%s) IS NOT NULL", (f"public.{name}",)) == [(True,)]
-
-
-def advisory_locks(url: str) -> list[tuple[Any, ...]]:
-    return query(
-        url,
-        "SELECT pid, objid FROM pg_locks WHERE locktype = 'advisory'"
-        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-    )
 
 
 MIGRATION_1 = """-- UP
@@ -345,11 +282,5 @@ def write_migrations(directory: Path, count: int = 2) -> Path:
 
 
 def pg_tool(name: str) -> str:
-    """The PostgreSQL client tool matching the test server: the DevServer's bindir, or PATH for TEST_DATABASE_URL."""
-    if os.environ.get("TEST_DATABASE_URL"):
-        found = shutil.which(name)
-        if found is None:
-            pytest.skip(f"{name} is not on PATH")
-        return found
-    bindir = os.environ.get("TEST_PG_BINDIR")
-    return str(devserver.find_bindir(Path(bindir) if bindir else None) / name)
+    """The PostgreSQL client tool matching the test server; skips the test if it is needed from PATH and missing."""
+    return cli.pg_tool(name, skip_if_missing=True)

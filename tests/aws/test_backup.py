@@ -12,39 +12,30 @@ import stat
 import subprocess
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import psycopg
 import pytest
-from psycopg import sql
 
 from tests.aws.conftest import (
-    Result,
+    Client,
     Target,
-    advisory_locks,
     applied_versions,
     aws_env,
-    execute,
     migrate,
     pg_tool,
-    query,
     remember_secret,
     table_exists,
+    unique,
     write_migrations,
 )
-from tests.pgutil import PgServer
+from tests.pg.cli import Result, advisory_locks, execute, query
+from tests.pgutil import PgServer, new_database
 
 pytestmark = pytest.mark.pg
-
-Client = Callable[[str], Any]
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
 def db_env(moto_url: str, target: Target, **extra: str) -> dict[str, str]:
@@ -283,14 +274,8 @@ def test_nothing_pending_takes_no_snapshot(tmp_path: Path, moto_url: str, aws: C
 @pytest.fixture
 def scratch_db(pg_server: PgServer) -> Iterator[str]:
     """An empty database to restore a dump into (dropped after the test)."""
-    name = f"restore_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_server.url(), autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
-    try:
-        yield pg_server.url(name)
-    finally:
-        with psycopg.connect(pg_server.url(), autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    with new_database(pg_server, f"restore_{uuid.uuid4().hex[:12]}") as url:
+        yield url
 
 
 def seed(tmp_path: Path, moto_url: str, target: Target) -> Path:

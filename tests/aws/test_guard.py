@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.aws.conftest import Result, Target, applied_versions, migrate, pg_tool, table_exists, write_migrations
+from tests.aws.conftest import Target, applied_versions, migrate, pg_tool, table_exists, write_migrations
+from tests.pg.cli import Result
 
 pytestmark = pytest.mark.pg
 

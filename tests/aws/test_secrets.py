@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -20,24 +19,20 @@ from tests.aws.conftest import (
     REGION,
     TOKEN_MARKERS,
     AuthMotoServer,
+    Client,
     Target,
     applied_versions,
     aws_env,
     boto_client,
     migrate,
-    query,
     remember_secret,
     table_exists,
+    unique,
     write_migrations,
 )
+from tests.pg.cli import query
 
 pytestmark = pytest.mark.pg
-
-Client = Callable[[str], Any]
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
 def create_secret(aws: Client, value: str, name: str | None = None) -> str:

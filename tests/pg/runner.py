@@ -2,18 +2,15 @@
 
 `Job` starts `python -m job ...` with `subprocess.Popen` and collects its stdout/stderr lines on
 threads, so a test can wait for a log event, send a signal while a statement runs, and then check
-what the process printed.
+what the process printed. The environment, log parsing and `query` come from tests/pg/cli.py.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import random
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,41 +21,9 @@ from typing import IO, Any, TypeVar
 import psycopg
 from psycopg.rows import dict_row
 
-ROOT = Path(__file__).resolve().parents[2]
-HISTORY = "public.migrate_job_history"
+from tests.pg.cli import clean_env, command, parse_logs, query
 
 T = TypeVar("T")
-
-
-def job_env(database_url: str | None, **extra: str) -> dict[str, str]:
-    """The current environment without database or migrate-job settings, plus JSON logs and `extra`."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not (k.startswith(("PG", "MIGRATE_")) or k in ("DATABASE_URL", "TEST_DATABASE_URL"))
-    }
-    env["MIGRATE_LOG_FORMAT"] = "json"
-    env["PYTHONPATH"] = str(ROOT)
-    if database_url is not None:
-        env["DATABASE_URL"] = database_url
-    env.update(extra)
-    return env
-
-
-def parse_logs(lines: list[str]) -> list[dict[str, Any]]:
-    """The JSON-object lines among `lines` (log events); anything else is ignored."""
-    found: list[dict[str, Any]] = []
-    for line in lines:
-        text = line.strip()
-        if not text.startswith("{"):
-            continue
-        try:
-            value = json.loads(text)
-        except ValueError:
-            continue
-        if isinstance(value, dict):
-            found.append(value)
-    return found
 
 
 class Job:
@@ -67,7 +32,7 @@ class Job:
     def __init__(self, args: list[str], *, env: dict[str, str], cwd: Path) -> None:
         self.args = args
         self.proc: subprocess.Popen[str] = subprocess.Popen(
-            [sys.executable, "-m", "job", *args],
+            command(*args),
             cwd=cwd,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -170,7 +135,7 @@ class Jobs:
         self.started: list[Job] = []
 
     def start(self, database_url: str | None, *args: str, **env: str) -> Job:
-        job = Job(list(args), env=job_env(database_url, **env), cwd=self.cwd)
+        job = Job(list(args), env=clean_env(database_url, **env), cwd=self.cwd)
         self.started.append(job)
         return job
 
@@ -212,35 +177,7 @@ def wait_until(
         time.sleep(interval)
 
 
-# ---------------------------------------------------------------------------- files
-
-
-def write_migrations(directory: Path, files: dict[str, str]) -> Path:
-    """Create `directory` (if needed) holding the given migration files."""
-    directory.mkdir(parents=True, exist_ok=True)
-    for name, body in files.items():
-        (directory / name).write_text(body, encoding="utf-8")
-    return directory
-
-
 # ---------------------------------------------------------------------------- database
-
-
-def query(database_url: str, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> list[tuple[Any, ...]]:
-    """Run one statement in autocommit; its rows ([] for a statement that returns none)."""
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        cur = conn.execute(sql, params)
-        return cur.fetchall() if cur.description is not None else []
-
-
-def history(database_url: str) -> dict[str, dict[str, Any]]:
-    """History rows by version; {} when the table does not exist."""
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (HISTORY,)).fetchone()
-        if not row or not row[0]:
-            return {}
-        cur = conn.cursor(row_factory=dict_row)
-        return {str(r["version"]): r for r in cur.execute(f"SELECT * FROM {HISTORY}").fetchall()}
 
 
 def table_exists(database_url: str, name: str) -> bool:
@@ -290,15 +227,6 @@ def backends_running(database_url: str, query_like: str) -> list[int]:
         (query_like,),
     )
     return [int(r[0]) for r in rows]
-
-
-def advisory_locks(database_url: str) -> list[tuple[Any, ...]]:
-    """Advisory locks, held or awaited, in the URL's database."""
-    return query(
-        database_url,
-        "SELECT pid, granted FROM pg_locks WHERE locktype = 'advisory'"
-        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-    )
 
 
 def terminate(database_url: str, pid: int) -> None:

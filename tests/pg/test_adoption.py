@@ -7,10 +7,6 @@ objects of the migrations it already applied, then runs the real CLI.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,91 +14,15 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg import sql
-from psycopg.rows import dict_row
+
+from tests.pg import cli
+from tests.pg.cli import FIXTURES, applied_versions, execute, history_exists, query
+from tests.pg.cli import history_by_version as history
+from tests.pg.cli import run_unattended as run
 
 pytestmark = pytest.mark.pg
 
-ROOT = Path(__file__).resolve().parents[2]
-FIXTURES = ROOT / "tests" / "fixtures" / "layouts"
-HISTORY = "public.migrate_job_history"
-
 # ---------------------------------------------------------------------------- helpers
-
-
-@dataclass
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
-    logs: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def output(self) -> str:
-        return self.stdout + self.stderr
-
-    def events(self, name: str) -> list[dict[str, Any]]:
-        return [e for e in self.logs if e.get("event") == name]
-
-    def describe(self) -> str:
-        return f"exit {self.returncode}\n--- stdout\n{self.stdout}\n--- stderr\n{self.stderr}"
-
-
-def _json_lines(text: str) -> list[dict[str, Any]]:
-    found = []
-    for line in text.splitlines():
-        if line.startswith("{"):
-            try:
-                value = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(value, dict):
-                found.append(value)
-    return found
-
-
-def run(db_url: str, *args: str, **env: str) -> Result:
-    """`python -m job ARGS` as a subprocess, with only our database and migrate-job settings."""
-    environ = {
-        k: v
-        for k, v in os.environ.items()
-        if not (k.startswith(("PG", "MIGRATE_")) or k in ("DATABASE_URL", "TEST_DATABASE_URL"))
-    }
-    environ.update(DATABASE_URL=db_url, MIGRATE_LOG_FORMAT="json", MIGRATE_CONNECT_TIMEOUT="10s", PYTHONPATH=str(ROOT))
-    environ.update(env)
-    proc = subprocess.run(
-        [sys.executable, "-m", "job", *args],
-        env=environ,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    return Result(proc.returncode, proc.stdout, proc.stderr, _json_lines(proc.stdout) + _json_lines(proc.stderr))
-
-
-def execute(db_url: str, script: str) -> None:
-    """Run SQL the way the previous tool did (one transaction per call)."""
-    with psycopg.connect(db_url) as conn:
-        conn.execute(script.encode())
-
-
-def query(db_url: str, statement: str) -> list[tuple[Any, ...]]:
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        return conn.execute(statement.encode()).fetchall()
-
-
-def history_exists(db_url: str) -> bool:
-    return bool(query(db_url, f"SELECT to_regclass('{HISTORY}') IS NOT NULL")[0][0])
-
-
-def history(db_url: str) -> dict[str, dict[str, Any]]:
-    """History rows by version; {} when the table does not exist."""
-    if not history_exists(db_url):
-        return {}
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        rows = conn.cursor(row_factory=dict_row).execute(f"SELECT * FROM {HISTORY}".encode()).fetchall()
-    return {str(r["version"]): r for r in rows}
 
 
 def legacy_rows(db_url: str, table: str) -> list[tuple[Any, ...]]:
@@ -111,17 +31,8 @@ def legacy_rows(db_url: str, table: str) -> list[tuple[Any, ...]]:
 
 
 def user_relations(db_url: str) -> set[str]:
-    rows = query(
-        db_url,
-        "SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-        " WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'"
-        " AND c.relname NOT LIKE 'migrate\\_job\\_history%'",
-    )
-    return {str(r[0]) for r in rows}
-
-
-def applied_versions(result: Result) -> list[str]:
-    return [str(e["version"]) for e in result.events("migration.applied")]
+    """User relations other than migrate-job's history table and its index."""
+    return cli.user_relations(db_url, without_history=True)
 
 
 def status_json(db_url: str, folder: Path) -> dict[str, dict[str, Any]]:

@@ -61,10 +61,7 @@ def test_eight_concurrent_runners_apply_each_migration_once(db_url: str, tmp_pat
     procs = [_start(db_url, folder) for _ in range(8)]
     outputs = [p.communicate(timeout=120) for p in procs]
 
-    results = [
-        cli.Result(p.returncode, out, err, cli.json_lines(out) + cli.json_lines(err))
-        for p, (out, err) in zip(procs, outputs, strict=True)
-    ]
+    results = [cli.Result.parse(p.returncode, out, err) for p, (out, err) in zip(procs, outputs, strict=True)]
     for r in results:
         assert r.returncode == 0, r.describe()
     assert versions(db_url) == [str(n) for n in range(1, 11)]
@@ -185,7 +182,7 @@ def test_sigterm_stops_cleanly_with_143(db_url: str, tmp_path: Path) -> None:
     finally:
         proc.kill()
         proc.wait(timeout=30)
-    result = cli.Result(proc.returncode, out, err, cli.json_lines(out) + cli.json_lines(err))
+    result = cli.Result.parse(proc.returncode, out, err)
 
     assert result.returncode == 143, result.describe()
     [interrupted] = result.events("run.interrupted")
@@ -218,7 +215,7 @@ def test_runner_stops_when_its_lock_session_is_killed(db_url: str, tmp_path: Pat
     finally:
         proc.kill()
         proc.wait(timeout=30)
-    result = cli.Result(proc.returncode, out, err, cli.json_lines(out) + cli.json_lines(err))
+    result = cli.Result.parse(proc.returncode, out, err)
 
     assert killed == [(True,)]
     assert result.returncode == 5, result.describe()
@@ -298,7 +295,7 @@ def test_connection_lost_mid_migration_exits_5_with_consistent_state(
     finally:
         proc.kill()
         proc.wait(timeout=30)
-    result = cli.Result(proc.returncode, out, err, cli.json_lines(out) + cli.json_lines(err))
+    result = cli.Result.parse(proc.returncode, out, err)
 
     assert result.returncode == 5, result.describe()
     [lost] = result.events("db.unreachable")

@@ -7,135 +7,25 @@ dollar-quoted bodies, DO blocks, ALTER TYPE … ADD VALUE, CONCURRENTLY mixed wi
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 import shutil
-import subprocess
-import sys
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
-from psycopg.rows import dict_row
 
-from job.devserver import find_bindir
+from tests.pg.cli import (
+    FIXTURES,
+    applied_versions,
+    history,
+    query,
+    schema_dump,
+    sha256,
+    user_relations,
+)
+from tests.pg.cli import migrate_unattended as migrate
+from tests.pg.cli import run_unattended as run
 
 pytestmark = pytest.mark.pg
-
-ROOT = Path(__file__).resolve().parents[2]
-FIXTURES = ROOT / "tests" / "fixtures" / "layouts"
-HISTORY = "public.migrate_job_history"
-
-# ---------------------------------------------------------------------------- helpers
-
-
-@dataclass
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
-    logs: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def output(self) -> str:
-        return self.stdout + self.stderr
-
-    def events(self, name: str) -> list[dict[str, Any]]:
-        return [e for e in self.logs if e.get("event") == name]
-
-    def describe(self) -> str:
-        return f"exit {self.returncode}\n--- stdout\n{self.stdout}\n--- stderr\n{self.stderr}"
-
-
-def _json_lines(text: str) -> list[dict[str, Any]]:
-    found = []
-    for line in text.splitlines():
-        if line.startswith("{"):
-            try:
-                value = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(value, dict):
-                found.append(value)
-    return found
-
-
-def run(db_url: str, *args: str, **env: str) -> Result:
-    """`python -m job ARGS` as a subprocess, with only our database and migrate-job settings."""
-    environ = {
-        k: v
-        for k, v in os.environ.items()
-        if not (k.startswith(("PG", "MIGRATE_")) or k in ("DATABASE_URL", "TEST_DATABASE_URL"))
-    }
-    environ.update(DATABASE_URL=db_url, MIGRATE_LOG_FORMAT="json", MIGRATE_CONNECT_TIMEOUT="10s", PYTHONPATH=str(ROOT))
-    environ.update(env)
-    proc = subprocess.run(
-        [sys.executable, "-m", "job", *args],
-        env=environ,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    return Result(proc.returncode, proc.stdout, proc.stderr, _json_lines(proc.stdout) + _json_lines(proc.stderr))
-
-
-def migrate(db_url: str, folder: Path, *args: str, **env: str) -> Result:
-    return run(db_url, "migrate", "--dir", str(folder), *args, **env)
-
-
-def query(db_url: str, sql: str) -> list[tuple[Any, ...]]:
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        return conn.execute(sql.encode()).fetchall()
-
-
-def history(db_url: str) -> list[dict[str, Any]]:
-    """All history rows ordered by version key; [] when the table does not exist."""
-    if query(db_url, f"SELECT to_regclass('{HISTORY}') IS NULL")[0][0]:
-        return []
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        rows = conn.cursor(row_factory=dict_row).execute(f"SELECT * FROM {HISTORY} ORDER BY version".encode())
-        return rows.fetchall()
-
-
-def user_relations(db_url: str) -> set[str]:
-    """Every table, view, sequence, index, … outside the system schemas."""
-    rows = query(
-        db_url,
-        "SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-        " WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'",
-    )
-    return {str(r[0]) for r in rows}
-
-
-def pg_dump() -> str:
-    """The pg_dump matching the test server: the server's own binaries unless TEST_DATABASE_URL is used."""
-    if os.environ.get("TEST_DATABASE_URL"):
-        return shutil.which("pg_dump") or "pg_dump"
-    bindir = os.environ.get("TEST_PG_BINDIR")
-    return str(find_bindir(Path(bindir) if bindir else None) / "pg_dump")
-
-
-def schema_dump(db_url: str) -> str:
-    """`pg_dump --schema-only` without the history table (and without pg_dump's random \\restrict key)."""
-    proc = subprocess.run(
-        [pg_dump(), "--schema-only", "--no-owner", f"--exclude-table={HISTORY}", f"--dbname={db_url}"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    return "\n".join(line for line in proc.stdout.splitlines() if not line.startswith(("\\restrict", "\\unrestrict")))
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
 
 # ---------------------------------------------------------------------------- expectations
 
@@ -240,10 +130,6 @@ def check_effects(db_url: str, layout: str) -> None:
                     assert row is not None and row[0] == expected, (layout, statement, row)
         finally:
             conn.rollback()
-
-
-def applied_versions(result: Result) -> list[str]:
-    return [str(e["version"]) for e in result.events("migration.applied")]
 
 
 # ---------------------------------------------------------------------------- tests

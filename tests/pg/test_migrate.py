@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import socket
@@ -17,15 +16,11 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from tests.pg import cli
-from tests.pg.cli import history, history_exists, migrate, query, snapshot, tables, versions, write
+from tests.pg.cli import history, history_exists, migrate, query, sha256, snapshot, tables, versions, write
 
 pytestmark = pytest.mark.pg
 
 REPO_MIGRATIONS = cli.ROOT / "migrations"
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def five(directory: Path, third: str | None = None) -> Path:

@@ -20,26 +20,24 @@ import psycopg
 import pytest
 
 from job.lock import lock_key
+from tests.pg.cli import HISTORY, advisory_locks, query
+from tests.pg.cli import history_by_version as history
+from tests.pg.cli import write as write_migrations
 from tests.pg.runner import (
-    HISTORY,
     Background,
     Job,
     Jobs,
     active_session,
-    advisory_locks,
     backends_running,
     column_exists,
     free_port,
-    history,
     index_valid,
     listening,
     open_transaction,
-    query,
     sessions,
     table_exists,
     terminate,
     wait_until,
-    write_migrations,
 )
 from tests.pgutil import DevServerFactory
 

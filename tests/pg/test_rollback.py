@@ -3,136 +3,22 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
-from psycopg import sql
-from psycopg.rows import dict_row
 
-from job.devserver import find_bindir
-from tests.pgutil import PgServer
+from tests.pg.cli import Result, execute, query, raw_schema_dump, schema_dump, user_relations
+from tests.pg.cli import applied_versions as applied
+from tests.pg.cli import history_by_version as history
+from tests.pg.cli import migrate_unattended as migrate
+from tests.pg.cli import run_unattended as run
+from tests.pgutil import PgServer, new_database
 
 pytestmark = pytest.mark.pg
 
-ROOT = Path(__file__).resolve().parents[2]
-HISTORY = "public.migrate_job_history"
-
 # ---------------------------------------------------------------------------- helpers
-
-
-@dataclass
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
-    logs: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def output(self) -> str:
-        return self.stdout + self.stderr
-
-    def events(self, name: str) -> list[dict[str, Any]]:
-        return [e for e in self.logs if e.get("event") == name]
-
-    def describe(self) -> str:
-        return f"exit {self.returncode}\n--- stdout\n{self.stdout}\n--- stderr\n{self.stderr}"
-
-
-def _json_lines(text: str) -> list[dict[str, Any]]:
-    found = []
-    for line in text.splitlines():
-        if line.startswith("{"):
-            try:
-                value = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(value, dict):
-                found.append(value)
-    return found
-
-
-def run(db_url: str, *args: str, **env: str) -> Result:
-    """`python -m job ARGS` as a subprocess (stdin not a TTY), with only our database and settings."""
-    environ = {
-        k: v
-        for k, v in os.environ.items()
-        if not (k.startswith(("PG", "MIGRATE_")) or k in ("DATABASE_URL", "TEST_DATABASE_URL"))
-    }
-    environ.update(DATABASE_URL=db_url, MIGRATE_LOG_FORMAT="json", MIGRATE_CONNECT_TIMEOUT="10s", PYTHONPATH=str(ROOT))
-    environ.update(env)
-    proc = subprocess.run(
-        [sys.executable, "-m", "job", *args],
-        env=environ,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    return Result(proc.returncode, proc.stdout, proc.stderr, _json_lines(proc.stdout) + _json_lines(proc.stderr))
-
-
-def execute(db_url: str, script: str) -> None:
-    with psycopg.connect(db_url) as conn:
-        conn.execute(script.encode())
-
-
-def query(db_url: str, statement: str) -> list[tuple[Any, ...]]:
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        return conn.execute(statement.encode()).fetchall()
-
-
-def history(db_url: str) -> dict[str, dict[str, Any]]:
-    """History rows by version; {} when the table does not exist."""
-    if query(db_url, f"SELECT to_regclass('{HISTORY}') IS NULL")[0][0]:
-        return {}
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        rows = conn.cursor(row_factory=dict_row).execute(f"SELECT * FROM {HISTORY}".encode()).fetchall()
-    return {str(r["version"]): r for r in rows}
-
-
-def user_relations(db_url: str) -> set[str]:
-    rows = query(
-        db_url,
-        "SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-        " WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'",
-    )
-    return {str(r[0]) for r in rows}
-
-
-def pg_dump() -> str:
-    """The pg_dump matching the test server: the server's own binaries unless TEST_DATABASE_URL is used."""
-    if os.environ.get("TEST_DATABASE_URL"):
-        return shutil.which("pg_dump") or "pg_dump"
-    bindir = os.environ.get("TEST_PG_BINDIR")
-    return str(find_bindir(Path(bindir) if bindir else None) / "pg_dump")
-
-
-def raw_schema_dump(db_url: str) -> str:
-    proc = subprocess.run(
-        [pg_dump(), "--schema-only", "--no-owner", f"--exclude-table={HISTORY}", f"--dbname={db_url}"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
-
-
-def schema_dump(db_url: str) -> str:
-    """`pg_dump --schema-only` without the history table (and without pg_dump's random \\restrict key)."""
-    lines = raw_schema_dump(db_url).splitlines()
-    return "\n".join(line for line in lines if not line.startswith(("\\restrict", "\\unrestrict")))
 
 
 def snapshot(db_url: str) -> tuple[str, dict[str, dict[str, Any]]]:
@@ -144,21 +30,11 @@ def rolled_back(result: Result) -> list[str]:
     return [str(e["version"]) for e in result.events("migration.rolled_back")]
 
 
-def applied(result: Result) -> list[str]:
-    return [str(e["version"]) for e in result.events("migration.applied")]
-
-
 @pytest.fixture
 def other_db_url(pg_server: PgServer) -> Iterator[str]:
     """A second empty database on the same server (to build reference schemas)."""
-    name = f"test_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(pg_server.url(), autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
-    try:
-        yield pg_server.url(name)
-    finally:
-        with psycopg.connect(pg_server.url(), autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    with new_database(pg_server) as url:
+        yield url
 
 
 # A small library schema in five migrations with UP/DOWN sections.
@@ -212,10 +88,6 @@ def schema_of_first_three() -> str:
     return "-- migrate-job: baseline 3\n-- Squashed schema of migrations 0001-0003.\n\n" + "\n\n".join(
         up for _, up, _ in LIBRARY[:3]
     )
-
-
-def migrate(db_url: str, folder: Path, *args: str, **env: str) -> Result:
-    return run(db_url, "migrate", "--dir", str(folder), *args, **env)
 
 
 # ---------------------------------------------------------------------------- rollback selections

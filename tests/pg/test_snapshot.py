@@ -10,14 +10,11 @@ import os
 import shutil
 import stat
 import subprocess
-import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
-from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from job.config import Settings, load_settings
@@ -25,11 +22,12 @@ from job.devserver import find_bindir
 from job.errors import ExitCode
 from job.history import HistoryTable
 from job.snapshot import SnapshotFailed, diff, dump_schema, normalise, objects, write_snapshot
-from tests.pgutil import PgServer
+from tests.pg import cli
+from tests.pg.cli import ROOT
+from tests.pgutil import PgServer, new_database
 
 pytestmark = pytest.mark.pg
 
-ROOT = Path(__file__).resolve().parents[2]
 HISTORY = HistoryTable("public", "migrate_job_history")
 
 # The same objects in two creation orders. pg_dump 16 orders same-named rules on different tables by OID.
@@ -75,14 +73,8 @@ def pg_dump(pg_server: PgServer) -> Path:
 @pytest.fixture
 def second_url(pg_server: PgServer) -> Iterator[str]:
     """Another new empty database on the same server, dropped after the test."""
-    name = f"test_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(pg_server.url(), autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
-    try:
-        yield pg_server.url(name)
-    finally:
-        with psycopg.connect(pg_server.url(), autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    with new_database(pg_server) as url:
+        yield url
 
 
 @pytest.fixture
@@ -93,29 +85,15 @@ def migrations(tmp_path: Path) -> Path:
 
 def migrate(url: str, directory: Path, **env: str) -> None:
     """Apply the migrations in `directory` with the real CLI; fail the test if it does not exit 0."""
-    child_env = {
-        k: v
-        for k, v in os.environ.items()
-        if not (k.startswith(("PG", "MIGRATE_")) or k in ("DATABASE_URL", "TEST_DATABASE_URL"))
-    }
-    child_env.update(
-        DATABASE_URL=url,
+    result = cli.run(
+        url,
+        "migrate",
+        cwd=directory.parent,
         MIGRATE_DIR=str(directory),
-        MIGRATE_LOG_FORMAT="json",
         MIGRATE_TERMINATION_LOG=str(directory.parent / "termination-log"),
-        PYTHONPATH=str(ROOT),
         **env,
     )
-    proc = subprocess.run(
-        [sys.executable, "-m", "job", "migrate"],
-        cwd=directory.parent,
-        env=child_env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
 
 
 def settings_for(url: str, pg_dump: Path | str) -> Settings:
