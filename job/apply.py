@@ -83,15 +83,15 @@ def section_transactional(m: Migration, sec: Section) -> bool:
     return not any(s.non_transactional for s in sec.statements)
 
 
-def _ms(value: str | None, default: float) -> int:
-    return round((parse_duration(value) if value is not None else default) * 1000)
+def _ms(directive: str | None, setting_ms: int) -> int:
+    return setting_ms if directive is None else round(parse_duration(directive) * 1000)
 
 
 def timeouts_ms(m: Migration, settings: Settings) -> tuple[int, int]:
     """(lock_timeout, statement_timeout) in ms for this file: directive > setting. 0 = none."""
     return (
-        _ms(m.directives.lock_timeout, settings.lock_timeout),
-        _ms(m.directives.statement_timeout, settings.statement_timeout),
+        _ms(m.directives.lock_timeout, settings.lock_timeout_ms),
+        _ms(m.directives.statement_timeout, settings.statement_timeout_ms),
     )
 
 

@@ -19,6 +19,8 @@ from typing import Any
 
 from job import __version__
 from job.errors import EXIT_CODE_HELP, ConfigError, ExitCode, Interrupted, JobError
+from job.repair import MODES
+from job.source import LAYOUTS
 
 SETTINGS_HELP = """\
 settings (environment variables; CLI flags win over them; durations: 30, 500ms, 5s, 10m, 1h):
@@ -73,7 +75,7 @@ def _common(argument_default: Any = argparse.SUPPRESS) -> argparse.ArgumentParse
     p.add_argument(
         "--layout",
         dest="format",
-        choices=["auto", "numbered", "golang", "flyway"],
+        choices=LAYOUTS,
         help="folder layout (MIGRATE_FORMAT, default auto)",
     )
     p.add_argument("--history-table", help="history table name (MIGRATE_HISTORY_TABLE)")
@@ -152,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("repair", "resolve failed/interrupted non-transactional migrations (default: clean up and resume)")
     p.add_argument(
         "--mode",
-        choices=["resume", "restart", "mark-applied", "forget"],
+        choices=MODES,
         default="resume",
         help="resume from the failed statement (default), restart the file, mark it applied, or forget the entry",
     )

@@ -355,7 +355,3 @@ def subprocess_env(extra: dict[str, str]) -> dict[str, str]:
     """Environment for a child process (pg_dump): ours without libpq variables, plus `extra`."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("PG") and k not in ("DATABASE_URL",)}
     return {**base, **extra}
-
-
-def stdout_is_tty() -> bool:
-    return os.isatty(1)

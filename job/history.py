@@ -104,20 +104,29 @@ def _values(values: dict[str, Any]) -> tuple[sql.Composable, sql.Composable]:
 ELAPSED_MS = sql.SQL("(extract(epoch FROM clock_timestamp() - now()) * 1000)::integer")
 
 
+def _insert_sql(table: HistoryTable, values: dict[str, Any], *, overwrite: bool) -> str:
+    """Literal INSERT of one history row; on an existing version overwrite it, or keep the existing one."""
+    cols, vals = _values(values)
+    conflict: sql.Composable
+    if overwrite:
+        conflict = sql.SQL("DO UPDATE SET ") + sql.SQL(", ").join(
+            sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(k)) for k in values if k != "version"
+        )
+    else:
+        conflict = sql.SQL("DO NOTHING")
+    query = sql.SQL("INSERT INTO {t} ({cols}) VALUES ({vals}) ON CONFLICT (version) {c}").format(
+        t=table.ident, cols=cols, vals=vals, c=conflict
+    )
+    return query.as_string(None)
+
+
 def applied_row_sql(table: HistoryTable, row: dict[str, Any]) -> str:
     """INSERT (or overwrite a previous row of the same version) as literal SQL for the one-message apply.
 
     `execution_ms` is measured by the server: from the transaction's start to this statement.
     """
     values = {**row, "status": "applied", "applied_at": sql.SQL("now()"), "execution_ms": ELAPSED_MS}
-    cols, vals = _values(values)
-    updates = sql.SQL(", ").join(
-        sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(k)) for k in values if k != "version"
-    )
-    query = sql.SQL("INSERT INTO {t} ({cols}) VALUES ({vals}) ON CONFLICT (version) DO UPDATE SET {u}").format(
-        t=table.ident, cols=cols, vals=vals, u=updates
-    )
-    return query.as_string(None)
+    return _insert_sql(table, values, overwrite=True)
 
 
 def delete_row_sql(table: HistoryTable, version: str) -> str:
@@ -132,15 +141,7 @@ def record_started(conn: Connection, table: HistoryTable, row: dict[str, Any]) -
         "applied_at": sql.SQL("now()"),
         "statements_done": row.get("statements_done", 0),
     }
-    cols, vals = _values(values)
-    updates = sql.SQL(", ").join(
-        sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(k)) for k in values if k != "version"
-    )
-    conn.execute(
-        sql.SQL("INSERT INTO {t} ({cols}) VALUES ({vals}) ON CONFLICT (version) DO UPDATE SET {u}").format(
-            t=table.ident, cols=cols, vals=vals, u=updates
-        )
-    )
+    conn.execute(_insert_sql(table, values, overwrite=True))
 
 
 def record_progress(conn: Connection, table: HistoryTable, version: str, done: int) -> None:
@@ -188,17 +189,11 @@ def insert_row_sql(table: HistoryTable, a: Applied, run_id: str) -> str:
         "source": a.source,
         "run_id": run_id,
     }
-    cols, vals = _values(values)
-    query = sql.SQL("INSERT INTO {t} ({cols}) VALUES ({vals}) ON CONFLICT (version) DO NOTHING").format(
-        t=table.ident, cols=cols, vals=vals
-    )
-    return query.as_string(None)
+    return _insert_sql(table, values, overwrite=False)
 
 
 def insert_rows(conn: Connection, table: HistoryTable, rows: list[Applied], run_id: str) -> None:
-    """Write adopted/baselined rows in one transaction."""
-    if not rows:
-        return
-    with conn.transaction():
-        for a in rows:
-            conn.execute(insert_row_sql(table, a, run_id))
+    """Write adopted/baselined rows in one transaction and one message."""
+    if rows:
+        with conn.transaction():
+            conn.execute(";\n".join(insert_row_sql(table, a, run_id) for a in rows))

@@ -58,9 +58,6 @@ class Version:
             return NotImplemented
         return self._cmp < other._cmp
 
-    def _key(self) -> tuple[int, ...]:
-        return self._cmp
-
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Version) and self._cmp == other._cmp
 
