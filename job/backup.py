@@ -217,6 +217,11 @@ def pg_dump(settings: Settings, log: Log, conn: Connection, target_version: str,
             pg_dump_major=dump_major,
             server_major=server_major,
         )
+    if not settings.backup_s3_uri and settings.backup_path is None:
+        raise ConfigError(
+            "MIGRATE_BACKUP=pg-dump needs a destination: MIGRATE_BACKUP_S3_URI or MIGRATE_BACKUP_PATH",
+            setting="MIGRATE_BACKUP_S3_URI",
+        )
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     name = f"{conn.info.dbname}-{stamp}-v{target_version}-{run_id}.dump"
     proc = subprocess.Popen(
@@ -226,9 +231,20 @@ def pg_dump(settings: Settings, log: Log, conn: Connection, target_version: str,
         env=_dump_env(settings),
     )
     stderr: list[bytes] = []
-    reader = threading.Thread(target=lambda: stderr.extend(iter(lambda: proc.stderr.read(4096), b"")), daemon=True)  # type: ignore[union-attr]
+
+    def drain_stderr() -> None:
+        assert proc.stderr is not None
+        stderr.extend(iter(lambda: proc.stderr.read(4096) if proc.stderr else b"", b""))
+
+    reader = threading.Thread(target=drain_stderr, daemon=True)
     reader.start()
-    timer = threading.Timer(settings.backup_timeout, proc.kill)
+    timed_out = threading.Event()
+
+    def kill_on_timeout() -> None:
+        timed_out.set()
+        proc.kill()
+
+    timer = threading.Timer(settings.backup_timeout, kill_on_timeout)
     timer.start()
     stream = _DumpStream(proc, stderr, reader)
     try:
@@ -237,10 +253,14 @@ def pg_dump(settings: Settings, log: Log, conn: Connection, target_version: str,
         else:
             assert settings.backup_path is not None
             location = _write_file(settings.backup_path, stream, name)
-    except BackupFailed:
-        raise
     except Exception as exc:
         proc.kill()
+        if timed_out.is_set():
+            raise BackupFailed(
+                f"pg_dump did not finish within MIGRATE_BACKUP_TIMEOUT={settings.backup_timeout:g}s"
+            ) from None
+        if isinstance(exc, BackupFailed):
+            raise
         raise BackupFailed(f"pg_dump backup failed: {aws._describe(exc)}") from None
     finally:
         timer.cancel()
@@ -248,8 +268,6 @@ def pg_dump(settings: Settings, log: Log, conn: Connection, target_version: str,
             proc.kill()
         proc.wait()
         reader.join(timeout=5)
-    if not timer.is_alive() and proc.returncode not in (0, None):
-        raise BackupFailed(f"pg_dump did not finish within MIGRATE_BACKUP_TIMEOUT={settings.backup_timeout:g}s")
     return location, stream.size
 
 

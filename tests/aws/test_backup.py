@@ -451,6 +451,34 @@ def test_pg_dump_not_found(tmp_path: Path, moto_url: str, target: Target) -> Non
     assert_nothing_applied(target)
 
 
+def test_pg_dump_timeout_applies_nothing(tmp_path: Path, moto_url: str, target: Target) -> None:
+    """A pg_dump that outlives MIGRATE_BACKUP_TIMEOUT is killed: exit 6 naming the timeout, nothing applied."""
+    slow = fake_pg_dump(tmp_path, "exec sleep 60")
+    backups = tmp_path / "b"
+    env = db_env(
+        moto_url,
+        target,
+        MIGRATE_BACKUP="pg-dump",
+        MIGRATE_BACKUP_PATH=str(backups),
+        MIGRATE_BACKUP_TIMEOUT="1s",
+        MIGRATE_PG_DUMP=slow,
+    )
+    result = migrate(write_migrations(tmp_path / "migrations"), env)
+    assert result.returncode == 6, result.describe()
+    assert "did not finish within MIGRATE_BACKUP_TIMEOUT=1s" in result.error_text()
+    assert_nothing_applied(target)
+    assert not backups.exists() or list(backups.iterdir()) == []
+
+
+def test_pg_dump_without_destination_is_a_config_error(tmp_path: Path, moto_url: str, target: Target) -> None:
+    """MIGRATE_BACKUP=pg-dump without an S3 URI or a path: exit 2 naming the settings, nothing applied."""
+    env = db_env(moto_url, target, MIGRATE_BACKUP="pg-dump", MIGRATE_PG_DUMP=pg_tool("pg_dump"))
+    result = migrate(write_migrations(tmp_path / "migrations"), env)
+    assert result.returncode == 2, result.describe()
+    assert "MIGRATE_BACKUP_S3_URI or MIGRATE_BACKUP_PATH" in result.error_text()
+    assert_nothing_applied(target)
+
+
 def test_pg_dump_gets_password_from_environment(tmp_path: Path, moto_url: str, aws: Client, target: Target) -> None:
     """pg_dump receives the secret's password in PGPASSWORD, never on its command line."""
     record = tmp_path / "pg_dump.calls"
