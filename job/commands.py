@@ -318,28 +318,17 @@ def baseline_cmd(settings: Settings, log: Log, run_id: str, version: str, out: T
         return [a.version for a in rows]
 
 
-def blockers_of(conn: db.Connection, pid: int) -> list[dict[str, Any]]:
-    rows = conn.execute(
-        "SELECT pid, left(query, 200), (now() - coalesce(xact_start, query_start))::text, state "
-        "FROM pg_stat_activity WHERE pid = ANY(pg_blocking_pids(%s))",
-        (pid,),
-    ).fetchall()
-    return [{"pid": r[0], "query": r[1], "age": r[2], "state": r[3]} for r in rows]
-
-
 def read_history(settings: Settings, log: Log, migrations: list[Migration] | None = None) -> list[Any]:
-    """History rows without taking the lock or creating anything (status, validate, dry run).
+    """History rows without taking the lock or writing anything (status, validate, dry run).
 
-    Before the first run, what would be adopted from another tool's table is shown as history.
+    With `migrations`, a first run shows what `migrate` would record: rows adopted from another tool's
+    table, or the migrations a schema file covers on an empty database.
     """
     conn = db.connect(settings, log, purpose="status")
     try:
-        table = table_of(settings)
-        rows = history.load(conn, table)
-        if not rows and settings.adopt and migrations is not None:
-            legacy = adopt.find_one(conn, sorted({settings.history_schema, "public"}), (table.schema, table.table))
-            if legacy is not None:
-                rows, _ = adopt.rows_to_adopt(conn, legacy, migrations)
+        if migrations is None:
+            return history.load(conn, table_of(settings))
+        rows, _ = prepare_history(conn, settings, log, migrations, run_id="")
         return rows
     finally:
         conn.close()
@@ -469,7 +458,7 @@ def make_runner(
         run_id,
         history.next_batch(applied),
         check_lock=lock.check_alive,
-        blockers=lambda pid: blockers_of(lock.conn, pid),
+        blockers=lock.blockers_of,
     )
 
 

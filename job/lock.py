@@ -65,6 +65,15 @@ class AdvisoryLock:
         rows = cur.execute(_HOLDERS, params).fetchall()
         return [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()} for r in rows]
 
+    def blockers_of(self, pid: int) -> list[dict[str, Any]]:
+        """Sessions blocking backend `pid` (pid, query, age, state), asked on the lock's own connection."""
+        rows = self.conn.execute(
+            "SELECT pid, left(query, 200), (now() - coalesce(xact_start, query_start))::text, state "
+            "FROM pg_stat_activity WHERE pid = ANY(pg_blocking_pids(%s))",
+            (pid,),
+        ).fetchall()
+        return [{"pid": r[0], "query": r[1], "age": r[2], "state": r[3]} for r in rows]
+
     def __enter__(self) -> AdvisoryLock:
         started = time.monotonic()
         next_report = started
