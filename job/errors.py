@@ -21,6 +21,8 @@ class ExitCode(IntEnum):
     DB_UNREACHABLE = 5
     BACKUP_FAILED = 6
     PRODUCTION_REFUSED = 7
+    TARGETS_FAILED = 8
+    READ_ONLY = 9
     SIGINT = 130
     SIGTERM = 143
 
@@ -37,6 +39,9 @@ exit codes:
   5    database unreachable or the connection was lost
   6    backup/snapshot failed
   7    production guard refused
+  8    fleet: some targets failed (the report names each one and why); the others succeeded
+  9    the target is read-only (a hot standby / replica, or default_transaction_read_only=on):
+       point the job at the writer (primary) endpoint
   130  interrupted by SIGINT      143  terminated by SIGTERM"""
 
 
@@ -112,6 +117,20 @@ class ProductionRefused(JobError):
 
     exit_code = ExitCode.PRODUCTION_REFUSED
     event = "guard.refused"
+
+
+class ReadOnlyTarget(JobError):
+    """The target database only accepts reads: a hot standby, a reader endpoint, a failover in progress (exit 9)."""
+
+    exit_code = ExitCode.READ_ONLY
+    event = "db.read_only"
+
+
+class TargetsFailed(JobError):
+    """A fleet run where some targets failed and the others succeeded (exit 8)."""
+
+    exit_code = ExitCode.TARGETS_FAILED
+    event = "fleet.failed"
 
 
 class MigrationFailed(JobError):
