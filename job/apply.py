@@ -1,10 +1,12 @@
-"""Execute a plan.
+"""Execute a plan on the session that holds the advisory lock.
 
-Transactional migration: one message = one network round trip:
-    BEGIN; SET LOCAL lock_timeout …; <statements>; INSERT history row; COMMIT;
-The history row commits atomically with the migration. A file's own BEGIN/COMMIT are dropped
-(its body joins our transaction). A lock timeout (55P03) rolls back and is retried with
-exponential backoff and full jitter.
+Transactional migrations: each is one transaction with its history row,
+    BEGIN; RESET …; SET LOCAL lock_timeout …; <statements>; <lock check>; INSERT history row; COMMIT;
+and consecutive ones are pipelined: sent together in one message (one network round trip), each
+committed and reported as its COMMIT's result arrives (job/script.py builds the text and attributes
+results). A file's own BEGIN/COMMIT are dropped (its body joins our transaction). A lock timeout (55P03)
+rolls that migration back; it is retried with exponential backoff and full jitter, and the pipeline goes
+on from it.
 
 Non-transactional migration (CONCURRENTLY, VACUUM, ...): statement by statement in autocommit,
 recording `running` first, progress after each statement, then `applied` — or `failed` with the
@@ -16,19 +18,23 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 from psycopg import errors as pgerrors
+from psycopg import sql
 
 from job import history
 from job.config import Settings, parse_duration
-from job.db import Connection, ScriptResult, is_connection_lost, run_script
+from job.db import Connection, is_connection_lost, stream_script
 from job.errors import DatabaseUnreachable, Interrupted, MigrationFailed, SourceError
 from job.history import HistoryTable
+from job.lock import LOST_LOCK_SQLSTATE
 from job.report import Log
+from job.script import FLUSH_NOTICE, SINCE_MARK_MS, Block, Script, Session, build, chunks, session_sql
 from job.source import Migration, Section
 from job.sqlscan import Statement
 
@@ -95,67 +101,57 @@ def timeouts_ms(m: Migration, settings: Settings) -> tuple[int, int]:
     )
 
 
-@dataclass(frozen=True)
-class Script:
-    """A one-message script, with every statement sent: (offset in text, migration statement or None for
-    the job's own statements, index of the migration it belongs to). The server returns one result per
-    statement, so the number of results before an error names the failing statement."""
-
-    text: str
-    items: tuple[tuple[int, Statement | None, int], ...]
-    prefix_results: int = 3  # results before the first migration's statements: BEGIN and its two SETs
-
-    @property
-    def pieces(self) -> tuple[tuple[int, Statement], ...]:
-        return tuple((off, st) for off, st, _ in self.items if st is not None)
-
-    def at_result(self, completed: int) -> tuple[Statement | None, int, int]:
-        """(statement or None, migration index, statement index within that migration) of result `completed`."""
-        if not self.items:
-            return None, 0, 0
-        _, stmt, mig = self.items[min(completed, len(self.items) - 1)]
-        within = sum(1 for _, st, m in self.items[:completed] if st is not None and m == mig)
-        return stmt, mig, within
-
-    def locate(self, position: int) -> tuple[int, Statement, int] | None:
-        """Map a server error position (1-based, characters) to (piece index, statement, offset in it)."""
-        pos = position - 1
-        for index, (start, stmt) in enumerate(self.pieces):
-            if start <= pos < start + len(stmt.text) + 2:
-                return index, stmt, pos - start
-        return None
-
-    def migration_of_piece(self, piece_index: int) -> tuple[int, int]:
-        """(migration index, statement index within it) of a piece."""
-        owners = [m for _, st, m in self.items if st is not None]
-        mig = owners[piece_index]
-        return mig, owners[:piece_index].count(mig)
-
-
-def tx_script_many(parts: list[tuple[list[Statement], int, int, list[str]]]) -> Script:
-    """One transaction for one or more migrations: per migration its timeouts, statements and history SQL."""
-    text = "BEGIN;\n"
-    items: list[tuple[int, Statement | None, int]] = [(0, None, 0)]
-    for mig, (stmts, lock_ms, statement_ms, tail) in enumerate(parts):
-        for meta in (f"SET LOCAL lock_timeout = {lock_ms};", f"SET LOCAL statement_timeout = {statement_ms};"):
-            items.append((len(text), None, mig))
-            text += meta + "\n"
-        for st in stmts:
-            items.append((len(text), st, mig))
-            text += st.terminated + "\n"
-        for t in tail:
-            items.append((len(text), None, mig))
-            text += t + ";\n"
-    items.append((len(text), None, max(0, len(parts) - 1)))
-    text += "COMMIT;"
-    return Script(text, tuple(items))
-
-
-def tx_script(stmts: list[Statement], lock_ms: int, statement_ms: int, tail: list[str]) -> Script:
-    return tx_script_many([(stmts, lock_ms, statement_ms, tail)])
-
-
 # ---------------------------------------------------------------------------- running
+
+ORPHAN_CHECK_MS = 2000  # client_connection_check_interval (PG 14+): a killed runner's statement stops this fast
+PIPELINE_MAX_BYTES = 8 * 1024 * 1024  # one pipelined message holds at most this much SQL ...
+PIPELINE_MAX_COUNT = 1000  # ... and at most this many migrations
+
+
+def session_for(server_version: int, lock_check: str | None, extra: tuple[str, ...] = ()) -> Session:
+    """The job's own settings, re-applied before every migration, for a server of this version."""
+    settings = list(extra)
+    if server_version >= 140000:
+        settings.append(f"client_connection_check_interval = {ORPHAN_CHECK_MS}")
+    return Session(tuple(settings), lock_check)
+
+
+def history_block(
+    m: Migration,
+    sec: Section,
+    settings: Settings,
+    table: HistoryTable,
+    row: dict[str, Any],
+    *,
+    down: bool,
+    single: bool,
+) -> Block:
+    """The Block of one transactional migration (or down): statements, timeouts, history write with RETURNING."""
+    stmts = statements_for(m, sec, transactional=True)
+    lock_ms, stmt_ms = timeouts_ms(m, settings)
+    if down:
+        tail = f"{history.delete_row_sql(table, m.key)} RETURNING {SINCE_MARK_MS}"
+    else:
+        tail = f"{history.applied_row_sql(table, row, elapsed=sql.SQL(SINCE_MARK_MS))} RETURNING execution_ms"
+    return Block(stmts, lock_ms, stmt_ms, tail, (activity_name(settings, m),))
+
+
+def activity_name(settings: Settings, m: Migration) -> str:
+    """`application_name = '<prefix>:migrate <version>'`: pg_stat_activity shows which migration runs."""
+    label = f"{settings.application_name}:migrate {m.key}"[:63]
+    return f"application_name = {sql.Literal(label).as_string(None)}"
+
+
+def preview(m: Migration, settings: Settings, table: HistoryTable, lock_check: str | None) -> str:
+    """The SQL `migrate` sends for `m` (dry run): its transaction, or its prelude and statements."""
+    session = session_for(140000, lock_check)
+    lock_ms, stmt_ms = timeouts_ms(m, settings)
+    if not m.transactional:
+        stmts = statements_for(m)
+        prelude = session_sql(session, lock_ms, stmt_ms, (activity_name(settings, m),))
+        return prelude + "\n" + "".join(s.terminated + "\n" for s in stmts)
+    row = {"version": m.key, "name": m.name, "checksum": m.checksum}
+    return build([history_block(m, m.up, settings, table, row, down=False, single=False)], session).text + "\n"
 
 
 @dataclass
@@ -167,16 +163,28 @@ class Outcome:
 
 @dataclass
 class Runner:
+    """Applies (or rolls back) migrations on the session that holds the advisory lock.
+
+    Consecutive transactional migrations go out as pipelined messages (MIGRATE_PIPELINE, default on), each
+    migration still its own transaction with its history row; every COMMIT is reported the moment its result
+    arrives. Non-transactional migrations run statement by statement with their progress recorded.
+    """
+
     conn: Connection
     settings: Settings
     table: HistoryTable
     log: Log
     run_id: str
     batch: int
-    check_lock: Callable[[], None] = lambda: None
+    lock_check_sql: str | None = None
     blockers: Callable[[int], list[dict[str, Any]]] | None = None
+    session_settings: tuple[str, ...] = ()  # more job settings for every migration (e.g. a tenant's search_path)
     applied: list[Outcome] = field(default_factory=list)
     current: Migration | None = None
+    session: Session = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.session = session_for(self.conn.info.server_version, self.lock_check_sql, self.session_settings)
 
     def row(self, m: Migration, kind: str) -> dict[str, Any]:
         return {
@@ -191,128 +199,164 @@ class Runner:
         }
 
     def apply_all(self, pending: tuple[Migration, ...] | list[Migration]) -> list[Outcome]:
-        for m in pending:
-            self.check_lock()
-            self.current = m
-            outcome = self.apply_tx(m) if m.transactional else self.apply_nontx(m)
-            self.current = None
-            self.applied.append(outcome)
-            self.log.info(
-                "migration.applied",
-                version=m.key,
-                name=m.name,
-                file=m.filename,
-                transactional=m.transactional,
-                duration_ms=outcome.elapsed_ms,
-                attempts=outcome.attempts,
-            )
+        self._run(list(pending), down=False)
         return self.applied
 
     def rollback_all(self, chosen: list[Migration]) -> list[Outcome]:
         """Run the down sections, newest first, each with the removal of its history row."""
-        for m in chosen:
-            self.check_lock()
-            self.current = m
-            assert m.down is not None
-            tx = section_transactional(m, m.down)
-            outcome = self.apply_tx(m, down=True) if tx else self.apply_nontx(m, down=True)
-            self.current = None
-            self.applied.append(outcome)
-            self.log.info(
-                "migration.rolled_back",
-                version=m.key,
-                name=m.name,
-                file=m.down.path.name,
-                transactional=tx,
-                duration_ms=outcome.elapsed_ms,
-            )
+        self._run(chosen, down=True)
+        return self.applied
+
+    def apply_tx(self, m: Migration, *, down: bool = False) -> Outcome:
+        """One transactional migration (or down) in one message with its history write."""
+        self._send([m], down=down, single=False)
+        return self.applied[-1]
+
+    def apply_single_tx(self, pending: tuple[Migration, ...] | list[Migration]) -> list[Outcome]:
+        """Every pending migration in ONE transaction and ONE message: all or nothing (--single-transaction)."""
+        if pending:
+            self._send(list(pending), down=False, single=True)
         return self.applied
 
     # -- transactional -----------------------------------------------------------------
 
-    def apply_tx(self, m: Migration, *, down: bool = False) -> Outcome:
-        """One transaction, one message: the section's SQL plus the history write (insert or delete)."""
-        sec = m.down if down and m.down is not None else m.up
-        stmts = statements_for(m, sec, transactional=True)
-        lock_ms, stmt_ms = timeouts_ms(m, self.settings)
-        tail = (
-            history.delete_row_sql(self.table, m.key)
-            if down
-            else history.applied_row_sql(self.table, self.row(m, "transactional"))
+    def _run(self, migrations: list[Migration], *, down: bool) -> None:
+        """Runs of consecutive transactional migrations are pipelined; the others go statement by statement."""
+        group: list[Migration] = []
+        for m in migrations:
+            sec = _section(m, down)
+            if section_transactional(m, sec):
+                group.append(m)
+                continue
+            self._pipeline(group, down=down)
+            group = []
+            self.apply_nontx(m, down=down)
+        self._pipeline(group, down=down)
+
+    def _pipeline(self, group: list[Migration], *, down: bool) -> None:
+        if not group:
+            return
+        if not self.settings.pipeline:
+            runs = [(i, i + 1) for i in range(len(group))]
+        else:
+            sizes = [len(_section(m, down).text) for m in group]
+            runs = chunks(sizes, max_bytes=PIPELINE_MAX_BYTES, max_count=PIPELINE_MAX_COUNT)
+        for start, end in runs:
+            self._send(group[start:end], down=down, single=False)
+
+    def _block(self, m: Migration, *, down: bool, single: bool) -> Block:
+        return history_block(
+            m, _section(m, down), self.settings, self.table, self.row(m, "transactional"), down=down, single=single
         )
-        script = tx_script(stmts, lock_ms, stmt_ms, [tail])
-        elapsed, attempts = self._run_tx_script([m], [sec], script, lock_ms)
-        return Outcome(m, elapsed, attempts)
 
-    def apply_single_tx(self, pending: tuple[Migration, ...] | list[Migration]) -> list[Outcome]:
-        """Every pending migration in ONE transaction and ONE message: all or nothing (--single-transaction)."""
-        if not pending:
-            return self.applied
-        self.check_lock()
-        parts = []
-        for m in pending:
-            lock_ms, stmt_ms = timeouts_ms(m, self.settings)
-            row = history.applied_row_sql(self.table, self.row(m, "transactional"))
-            parts.append((statements_for(m, m.up, transactional=True), lock_ms, stmt_ms, [row]))
-        script = tx_script_many(parts)
-        elapsed, attempts = self._run_tx_script(list(pending), [m.up for m in pending], script, parts[0][1])
-        for m in pending:
-            self.applied.append(Outcome(m, elapsed, attempts))
-            self.log.info(
-                "migration.applied",
-                version=m.key,
-                name=m.name,
-                file=m.filename,
-                transactional=True,
-                single_transaction=True,
-                duration_ms=elapsed,
-                attempts=attempts,
-            )
-        return self.applied
-
-    def _run_tx_script(
-        self, migrations: list[Migration], sections: list[Section], script: Script, lock_ms: int
-    ) -> tuple[int, int]:
-        """Send the script; on a lock timeout roll back and retry with backoff. Returns (elapsed ms, attempts)."""
-        m = migrations[0]
-        attempt = 0
-        while True:
-            attempt += 1
-            started = time.monotonic()
-            watcher = _BlockerWatcher(self, lock_ms) if lock_ms and self.blockers else None
+    def _send(self, migrations: list[Migration], *, down: bool, single: bool) -> None:
+        """Send the migrations as one message (retrying from a migration that hit lock_timeout)."""
+        blocks = [self._block(m, down=down, single=single) for m in migrations]
+        attempts = [1] * len(migrations)
+        first = 0
+        while first < len(migrations):
+            msg = _Message(self, migrations[first:], build(blocks[first:], self.session, single_transaction=single))
+            msg.attempts, msg.down, msg.single = attempts[first:], down, single
+            self.current = msg.batch[0]
+            watcher = _BlockerWatcher(self, max(b.lock_ms for b in blocks[first:])) if self.blockers else None
             try:
-                result = run_script(self.conn, script.text)
+                result = stream_script(self.conn, msg.script.text, msg.on_result, msg.on_notice)
             except Interrupted:
                 self._rollback_quietly()
+                self._read_back(msg)
                 raise
             except psycopg.OperationalError as exc:
-                raise self._lost(m, exc) from None
+                raise self._lost(msg.first_undone(), exc) from None
             finally:
                 if watcher:
                     watcher.stop()
-            elapsed = round((time.monotonic() - started) * 1000)
+                self.current = None
             if result.error is None:
-                return elapsed, attempt
+                return
             self._rollback_quietly()
             err = result.error
-            if isinstance(err, pgerrors.LockNotAvailable) and attempt <= self.settings.lock_retries:
-                delay = random.uniform(0, min(30.0, 0.5 * 2 ** (attempt - 1)))
-                failing = migrations[script.at_result(result.completed)[1]]
+            position = int(err.diag.statement_position) if err.diag.statement_position else None
+            index, stmt, offset, within = msg.script.attribute(result.completed, position)
+            k = msg.script.pieces[index].mig
+            failing = msg.batch[k]
+            retry = first + (0 if single else k)
+            if isinstance(err, pgerrors.LockNotAvailable) and attempts[retry] <= self.settings.lock_retries:
+                delay = random.uniform(0, min(30.0, 0.5 * 2 ** (attempts[retry] - 1)))
                 self.log.warning(
                     "migration.lock_timeout",
                     version=failing.key,
                     file=failing.filename,
-                    attempt=attempt,
+                    attempt=attempts[retry],
                     retries=self.settings.lock_retries,
-                    lock_timeout_ms=lock_ms,
+                    lock_timeout_ms=blocks[first + k].lock_ms,
                     retry_in_s=round(delay, 2),
                     blockers=watcher.found if watcher else [],
                 )
                 time.sleep(delay)
+                attempts[retry] += 1
+                first = retry
                 continue
+            if err.sqlstate == LOST_LOCK_SQLSTATE and msg.script.pieces[index].role == "check":
+                raise DatabaseUnreachable(
+                    f"{failing.path}: lost the advisory lock while applying migration {failing.key} (something in it "
+                    "released the session's advisory locks, e.g. pg_advisory_unlock_all()); it was rolled back; "
+                    "remove that from the migration",
+                    version=failing.key,
+                    file=str(failing.path),
+                )
             if is_connection_lost(err, self.conn):
-                raise self._lost(m, err) from None
-            raise self._failure(migrations, sections, script, result, err, attempts=attempt)
+                raise self._lost(failing, err) from None
+            raise _failure_error(
+                failing,
+                _section(failing, down),
+                stmt,
+                within,
+                offset,
+                err,
+                attempts=attempts[retry],
+                lock_exhausted=isinstance(err, pgerrors.LockNotAvailable),
+                job_step=_JOB_STEPS.get(msg.script.pieces[index].role),
+            )
+
+    def _committed(self, m: Migration, elapsed_ms: int, attempts: int, *, down: bool, single: bool) -> None:
+        self.applied.append(Outcome(m, elapsed_ms, attempts))
+        extra: dict[str, Any] = {"single_transaction": True} if single else {}
+        self.log.info(
+            "migration.rolled_back" if down else "migration.applied",
+            version=m.key,
+            name=m.name,
+            file=_section(m, down).path.name,
+            transactional=True,
+            duration_ms=elapsed_ms,
+            attempts=attempts,
+            **extra,
+        )
+
+    def _read_back(self, msg: _Message) -> None:
+        """After an interrupt: which migrations of the message committed although their result was not seen."""
+        unseen = [(k, m) for k, m in enumerate(msg.batch) if k not in msg.done]
+        if not unseen or self.conn.closed:
+            return
+        try:
+            rows = {a.version: a for a in history.load(self.conn, self.table)}
+        except psycopg.Error:
+            return
+        for k, m in unseen:
+            row = rows.get(m.key)
+            if msg.down:
+                committed = row is None
+            else:
+                committed = row is not None and row.status == "applied" and row.batch == self.batch
+            if committed:
+                elapsed = row.execution_ms if row is not None and row.execution_ms is not None else 0
+                self._committed(m, elapsed, msg.attempts[k], down=msg.down, single=msg.single)
+
+    def _notice(self, m: Migration, diag: Any) -> None:
+        """A NOTICE/WARNING/INFO a migration raised, as a log event tagged with its version."""
+        if diag.message == FLUSH_NOTICE:
+            return
+        log = self.log.warning if diag.severity == "WARNING" else self.log.info
+        log("migration.notice", version=m.key, file=m.filename, **diag.fields())
 
     def _rollback_quietly(self) -> None:
         try:
@@ -338,57 +382,33 @@ class Runner:
             statements_done=done,
         )
 
-    def _failure(
-        self,
-        migrations: list[Migration],
-        sections: list[Section],
-        script: Script,
-        result: ScriptResult,
-        err: pgerrors.Error,
-        *,
-        attempts: int,
-    ) -> MigrationFailed:
-        """The error of a one-message script, attributed to its migration, statement, line and column."""
-        stmt, mig, within = script.at_result(result.completed)
-        offset_in_stmt = 0
-        if err.diag.statement_position:
-            located = script.locate(int(err.diag.statement_position))
-            if located:
-                piece, stmt, offset_in_stmt = located
-                mig, within = script.migration_of_piece(piece)
-        return _failure_error(
-            migrations[mig],
-            sections[mig],
-            stmt,
-            within,
-            offset_in_stmt,
-            err,
-            attempts=attempts,
-            lock_exhausted=isinstance(err, pgerrors.LockNotAvailable),
-        )
-
     # -- non-transactional -------------------------------------------------------------
 
     def apply_nontx(self, m: Migration, *, start_at: int = 0, down: bool = False) -> Outcome:
         """Statement by statement in autocommit, recording progress (up) so a failure names its statement."""
-        sec = m.down if down and m.down is not None else m.up
+        sec = _section(m, down)
         stmts = statements_for(m, sec, transactional=False)
         lock_ms, stmt_ms = timeouts_ms(m, self.settings)
         row = self.row(m, "non_transactional")
         row["statements_done"] = start_at
+        self.current = m
         started = time.monotonic()
         try:
+            self.conn.execute(session_sql(self.session, lock_ms, stmt_ms, (activity_name(self.settings, m),)))
             if not down:
                 history.record_started(self.conn, self.table, row)
-            self.conn.execute(f"SET lock_timeout = {lock_ms}; SET statement_timeout = {stmt_ms}")
         except psycopg.OperationalError as exc:
             raise self._lost(m, exc, done=start_at) from None
         done = start_at
+
+        def on_notice(_index: int, diag: Any) -> None:
+            self._notice(m, diag)
+
         for index in range(start_at, len(stmts)):
             stmt = stmts[index]
-            self.check_lock()
+            self._check_lock(m, done)
             try:
-                result = run_script(self.conn, stmt.text)
+                result = stream_script(self.conn, stmt.text, None, on_notice)
             except Interrupted as exc:
                 self._record_failed(m, done, f"interrupted by signal {exc.signum}")
                 raise
@@ -405,21 +425,113 @@ class Runner:
                 raise _failure_error(m, sec, stmt, index, pos, err, attempts=1, nontx=True)
             done = index + 1
             if not down and self.conn.pgconn.transaction_status == psycopg.pq.TransactionStatus.IDLE:
-                history.record_progress(self.conn, self.table, m.key, done)
+                with self._as_job():
+                    history.record_progress(self.conn, self.table, m.key, done)
         elapsed = round((time.monotonic() - started) * 1000)
-        if down:
-            history.delete(self.conn, self.table, m.key)
-        else:
-            history.record_finished(self.conn, self.table, m.key, done, elapsed)
-        self.conn.execute("RESET lock_timeout; RESET statement_timeout")
-        return Outcome(m, elapsed)
+        self._check_lock(m, done)
+        with self._as_job():
+            if down:
+                history.delete(self.conn, self.table, m.key)
+            else:
+                history.record_finished(self.conn, self.table, m.key, done, elapsed)
+        self.current = None
+        outcome = Outcome(m, elapsed)
+        self.applied.append(outcome)
+        self.log.info(
+            "migration.rolled_back" if down else "migration.applied",
+            version=m.key,
+            name=m.name,
+            file=sec.path.name,
+            transactional=False,
+            duration_ms=elapsed,
+            attempts=1,
+        )
+        return outcome
+
+    def _check_lock(self, m: Migration, done: int) -> None:
+        """Between statements of a non-transactional migration: stop (exit 5) if the lock is gone."""
+        if not self.lock_check_sql:
+            return
+        try:
+            self.conn.execute(self.lock_check_sql)
+        except psycopg.Error as exc:
+            if exc.sqlstate != LOST_LOCK_SQLSTATE:
+                if is_connection_lost(exc, self.conn):
+                    raise self._lost(m, exc, done=done) from None
+                raise
+            self._record_failed(m, done, "lost the advisory lock")
+            raise DatabaseUnreachable(
+                f"{m.path}: lost the advisory lock while applying migration {m.key} after statement {done}; "
+                "stopping (its history entry is left unfinished: run `migrate-job repair` to resume)",
+                version=m.key,
+                file=str(m.path),
+                statements_done=done,
+            ) from None
+
+    @contextmanager
+    def _as_job(self) -> Iterator[None]:
+        """A short transaction for a history write between non-transactional statements: as the job's own role
+        and timeouts, whatever the migration SET for its session (reverted at COMMIT: SET LOCAL)."""
+        with self.conn.transaction():
+            self.conn.execute(
+                f"SET LOCAL ROLE NONE; SET LOCAL statement_timeout = 0; "
+                f"SET LOCAL lock_timeout = {self.settings.lock_timeout_ms}"
+            )
+            yield
 
     def _record_failed(self, m: Migration, done: int, error: str) -> None:
         try:
             self._rollback_quietly()
-            history.record_failed(self.conn, self.table, m.key, done, error)
+            with self._as_job():
+                history.record_failed(self.conn, self.table, m.key, done, error)
         except psycopg.Error as exc:  # keep the original error primary
             self.log.error("history.write_failed", version=m.key, error=_first_line(exc))
+
+
+@dataclass
+class _Message:
+    """One message in flight: which of its migrations committed so far, with their server-measured durations."""
+
+    runner: Runner
+    batch: list[Migration]
+    script: Script
+    attempts: list[int] = field(default_factory=list)
+    down: bool = False
+    single: bool = False
+    done: set[int] = field(default_factory=set)
+    elapsed: dict[int, int] = field(default_factory=dict)
+
+    def on_result(self, index: int, res: Any) -> None:
+        piece = self.script.pieces[index]
+        if piece.role == "history" and res.ntuples:
+            value = res.get_value(0, 0)
+            self.elapsed[piece.mig] = int(value.decode()) if value is not None else 0
+        for k in self.script.committed_by(index):
+            self.done.add(k)
+            self.runner._committed(
+                self.batch[k], self.elapsed.get(k, 0), self.attempts[k], down=self.down, single=self.single
+            )
+
+    def on_notice(self, index: int, diag: Any) -> None:
+        self.runner._notice(self.batch[self.script.pieces[index].mig], diag)
+
+    def first_undone(self) -> Migration:
+        return next((m for k, m in enumerate(self.batch) if k not in self.done), self.batch[-1])
+
+
+def _section(m: Migration, down: bool) -> Section:
+    if down:
+        assert m.down is not None
+        return m.down
+    return m.up
+
+
+_JOB_STEPS = {
+    "history": "while writing its history row, after its own SQL ran",
+    "check": "while checking the advisory lock",
+    "job": "in the job's own setup of the migration's transaction",
+    "commit": "at COMMIT (a deferred constraint or trigger failed)",
+}
 
 
 def _first_line(exc: BaseException) -> str:
@@ -437,6 +549,7 @@ def _failure_error(
     attempts: int,
     nontx: bool = False,
     lock_exhausted: bool = False,
+    job_step: str | None = None,
 ) -> MigrationFailed:
     diag = err.diag
     if stmt is not None:
@@ -450,7 +563,10 @@ def _failure_error(
         else _first_line(err)
     )
     state = "recorded as failed" if nontx else "rolled back"
-    message = f"{sec.path}:{line}:{col}: migration {m.key} failed ({state}): {err.sqlstate} {what}"
+    if stmt is None and job_step:
+        message = f"{sec.path}: migration {m.key} failed ({state}) {job_step}: {err.sqlstate} {what}"
+    else:
+        message = f"{sec.path}:{line}:{col}: migration {m.key} failed ({state}): {err.sqlstate} {what}"
     return MigrationFailed(
         message,
         version=m.key,
@@ -467,10 +583,10 @@ def _failure_error(
 
 
 class _BlockerWatcher:
-    """While a migration waits on a lock, ask (on the lock connection) who blocks it.
+    """While a message runs, ask (on the side connection) who blocks our session, every lock_timeout/2.
 
-    Starts after half the lock_timeout so fast migrations cost nothing; the answer is logged with
-    the lock-timeout retry.
+    Fast scripts cost nothing (the first look is after half the lock_timeout); the last non-empty answer
+    is logged with a lock-timeout retry.
     """
 
     def __init__(self, runner: Runner, lock_ms: int) -> None:
@@ -478,17 +594,21 @@ class _BlockerWatcher:
         self._stop = threading.Event()
         self._runner = runner
         self._pid = runner.conn.info.backend_pid
-        self._thread = threading.Thread(target=self._run, args=(lock_ms / 2000,), daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None
+        if lock_ms > 0:
+            self._thread = threading.Thread(target=self._run, args=(max(0.2, lock_ms / 2000),), daemon=True)
+            self._thread.start()
 
-    def _run(self, delay: float) -> None:
-        if self._stop.wait(delay) or self._runner.blockers is None:
-            return
-        try:
-            self.found = self._runner.blockers(self._pid)
-        except Exception:  # best effort: never disturb the migration
-            self.found = []
+    def _run(self, interval: float) -> None:
+        while not self._stop.wait(interval) and self._runner.blockers is not None:
+            try:
+                found = self._runner.blockers(self._pid)
+            except Exception:  # best effort: never disturb the migration
+                found = []
+            if found:
+                self.found = found
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=5)
+        if self._thread is not None:
+            self._thread.join(timeout=5)

@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from job import adopt, baseline, db, guard, history, snapshot, source
-from job.apply import Outcome, Runner, section_transactional, statements_for, timeouts_ms, tx_script
+from job.apply import Outcome, Runner, preview, section_transactional, statements_for
 from job.config import Settings
 from job.errors import ConfigError, SourceError, ValidationFailed
 from job.history import HistoryTable
 from job.lock import AdvisoryLock, lock_key
+from job.lock import check_sql as lock_check_sql
 from job.plan import Plan, build_plan, rollback_plan
 from job.report import Log, status_json, status_table
 from job.source import Migration
@@ -66,24 +67,27 @@ def _raise_problems(plan: Plan) -> None:
 
 @contextmanager
 def locked_session(settings: Settings, log: Log) -> Iterator[tuple[db.Connection, AdvisoryLock]]:
-    """Lock connection + advisory lock + work connection, all released/closed on every exit path."""
+    """One session that holds the advisory lock and runs the migrations; released/closed on every exit path.
+
+    The lock lives on the migrating session itself: whatever that session still executes (an orphaned
+    statement of a killed runner included) happens under the lock, so no second runner starts beside it.
+    """
     db.refuse_pooler(settings)
-    lock_conn = db.connect(settings, log, purpose="lock")
+    conn = db.connect(settings, log, purpose="migrate")
+    monitor = db.SideConnection(settings)
     try:
         lock = AdvisoryLock(
-            lock_conn,
+            conn,
             lock_key(settings.history_schema, settings.history_table),
             log,
             wait_timeout=settings.lock_wait_timeout,
+            monitor=monitor,
         )
         with lock:
-            work = db.connect(settings, log, purpose="migrate")
-            try:
-                yield work, lock
-            finally:
-                work.close()
+            yield conn, lock
     finally:
-        lock_conn.close()
+        monitor.close()
+        conn.close()
 
 
 def migrate(settings: Settings, log: Log, state: RunState, run_id: str) -> RunState:
@@ -344,18 +348,10 @@ def dry_run(settings: Settings, log: Log, migrations: list[Migration], out: Text
     check_pending(plan)
     if not plan.pending:
         out.write("-- nothing to apply: the database is up to date\n")
+    check = lock_check_sql(lock_key(settings.history_schema, settings.history_table))
     for m in plan.pending:
-        lock_ms, stmt_ms = timeouts_ms(m, settings)
         out.write(f"-- {m.key} {m.name} ({m.path}) {'transactional' if m.transactional else 'non-transactional'}\n")
-        stmts = statements_for(m)
-        if m.transactional:
-            row = history.applied_row_sql(
-                table_of(settings), {"version": m.key, "name": m.name, "checksum": m.checksum}
-            )
-            out.write(tx_script(stmts, lock_ms, stmt_ms, [row]).text + "\n\n")
-        else:
-            out.write(f"SET lock_timeout = {lock_ms}; SET statement_timeout = {stmt_ms};\n")
-            out.write("".join(s.terminated + "\n" for s in stmts) + "\n")
+        out.write(preview(m, settings, table_of(settings), check) + "\n")
     log.info("plan", pending=[m.key for m in plan.pending], dry_run=True)
     return RunState(pending=list(plan.pending))
 
@@ -457,7 +453,7 @@ def make_runner(
         log,
         run_id,
         history.next_batch(applied),
-        check_lock=lock.check_alive,
+        lock_check_sql=lock.check_sql,
         blockers=lock.blockers_of,
     )
 

@@ -135,6 +135,7 @@ class Settings(BaseSettings):
     target: str | None = Field(None, validation_alias=AliasChoices("MIGRATE_TARGET"))
     dry_run: bool = False
     single_transaction: bool = Field(False, validation_alias=AliasChoices("MIGRATE_SINGLE_TRANSACTION"))
+    pipeline: bool = Field(True, validation_alias=AliasChoices("MIGRATE_PIPELINE"))
     interactive: bool = Field(False, exclude=True)  # stdin is a TTY (set by the CLI)
 
     @classmethod

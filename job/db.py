@@ -3,9 +3,11 @@ and run a multi-statement script in one round trip while knowing which statement
 
 from __future__ import annotations
 
+import contextlib
 import random
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +17,7 @@ from psycopg import generators
 from psycopg.pq import ExecStatus
 
 from job.config import Settings
-from job.errors import ConfigError, DatabaseUnreachable
+from job.errors import ConfigError, DatabaseUnreachable, Interrupted
 from job.report import Log, add_secret
 
 Connection = psycopg.Connection[Any]
@@ -192,6 +194,28 @@ def connect(settings: Settings, log: Log, *, purpose: str, timeout: float | None
         return conn
 
 
+class SideConnection:
+    """A connection opened on first use for questions about other sessions while the main one is busy.
+
+    It holds no lock and runs nothing of the migrations; closed with `close()` (idempotent).
+    """
+
+    def __init__(self, settings: Settings, purpose: str = "monitor") -> None:
+        self._settings = settings
+        self._purpose = purpose
+        self._conn: Connection | None = None
+
+    def get(self) -> Connection:
+        if self._conn is None or self._conn.closed:
+            self._conn = connect_once(self._settings, purpose=self._purpose)
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return text or type(exc).__name__
@@ -229,6 +253,126 @@ def run_script(conn: Connection, script: str) -> ScriptResult:
     if pgconn.status != psycopg.pq.ConnStatus.OK:
         raise DatabaseUnreachable("the connection to the database was lost")
     return ScriptResult(completed, None)
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A NOTICE/WARNING/INFO the server sent (copied: psycopg's Diagnostic is only valid in its callback)."""
+
+    severity: str
+    message: str
+    detail: str | None = None
+    hint: str | None = None
+    sqlstate: str | None = None
+
+    @classmethod
+    def of(cls, diag: psycopg.errors.Diagnostic) -> Notice:
+        return cls(
+            (diag.severity_nonlocalized or diag.severity or "NOTICE").upper(),
+            diag.message_primary or "",
+            diag.message_detail,
+            diag.message_hint,
+            diag.sqlstate,
+        )
+
+    def fields(self) -> dict[str, str]:
+        found = {"severity": self.severity, "message": self.message, "detail": self.detail, "hint": self.hint}
+        return {k: v for k, v in found.items() if v}
+
+
+ResultHandler = Callable[[int, "psycopg.pq.abc.PGresult"], None]
+NoticeHandler = Callable[[int, Notice], None]
+_OK_RESULTS = (ExecStatus.COMMAND_OK, ExecStatus.TUPLES_OK, ExecStatus.EMPTY_QUERY)
+
+
+def stream_script(
+    conn: Connection,
+    script: str,
+    on_result: ResultHandler | None = None,
+    on_notice: NoticeHandler | None = None,
+) -> ScriptResult:
+    """Like `run_script`, but hand each result to `on_result(index, result)` the moment it arrives.
+
+    Notices (RAISE NOTICE/WARNING) go to `on_notice(index, diagnostic)`, `index` being the statement that
+    raised them. On SIGTERM/SIGINT (`Interrupted`, raised while waiting or inside a handler) the running
+    statement is cancelled on the server and the remaining results are still read and handed over, so the
+    caller knows exactly what committed; then `Interrupted` propagates.
+    """
+    from psycopg.abc import PQGen
+    from psycopg.waiting import Ready, Wait
+
+    pgconn = conn.pgconn
+    notices: list[Notice] = []
+    state: dict[str, Any] = {"completed": 0, "index": 0, "error": None, "interrupted": None}
+
+    def interrupted(exc: Interrupted) -> None:
+        if state["interrupted"] is None:  # first signal: stop the server's work, keep reading its answers
+            state["interrupted"] = exc
+            with contextlib.suppress(psycopg.Error):
+                conn.cancel_safe(timeout=5.0)
+
+    def handle(res: Any) -> None:
+        # Bookkeeping first, callbacks last: a signal inside a callback must not skew the count.
+        index = state["index"]
+        pending = list(notices)
+        notices.clear()
+        if res is not None and res.status in _OK_RESULTS:
+            state["index"] += 1
+            if state["error"] is None:
+                state["completed"] += 1
+        elif res is not None and res.status == ExecStatus.FATAL_ERROR:
+            if state["error"] is None:
+                state["error"] = pgerrors.error_from_result(res, encoding=conn.info.encoding)
+            res = None
+        elif res is not None:
+            raise DatabaseUnreachable(f"unexpected result status {res.status.name} (COPY is not supported)")
+        for diag in pending:
+            if on_notice is not None:
+                on_notice(index, diag)
+        if res is not None and on_result is not None and state["error"] is None:
+            on_result(index, res)
+
+    def gen() -> PQGen[None]:
+        # A signal (Interrupted) can land anywhere in this Python code: catch it, cancel, and keep reading
+        # so every result is consumed and the caller learns exactly what committed.
+        sent = False
+        while not sent:
+            try:
+                while pgconn.flush() != 0:  # a big script does not fit the socket buffer at once
+                    ready = yield Wait.RW
+                    if ready & Ready.R:
+                        pgconn.consume_input()
+                sent = True
+            except Interrupted as exc:
+                interrupted(exc)
+        done = False
+        while not done:
+            try:
+                while pgconn.is_busy():
+                    ready = yield Wait.R
+                    if ready:
+                        pgconn.consume_input()
+                res = pgconn.get_result()
+                done = res is None
+                handle(res)
+            except Interrupted as exc:
+                interrupted(exc)
+
+    def collect(diag: psycopg.errors.Diagnostic) -> None:
+        notices.append(Notice.of(diag))
+
+    conn.add_notice_handler(collect)
+    try:
+        with conn.lock:
+            pgconn.send_query(script.encode(conn.info.encoding))
+            conn.wait(gen())
+    finally:
+        conn.remove_notice_handler(collect)
+    if state["interrupted"] is not None:
+        raise state["interrupted"]
+    if state["error"] is None and pgconn.status != psycopg.pq.ConnStatus.OK:
+        raise DatabaseUnreachable("the connection to the database was lost")
+    return ScriptResult(state["completed"], state["error"])
 
 
 def is_connection_lost(exc: BaseException, conn: Connection | None = None) -> bool:

@@ -120,12 +120,12 @@ def _insert_sql(table: HistoryTable, values: dict[str, Any], *, overwrite: bool)
     return query.as_string(None)
 
 
-def applied_row_sql(table: HistoryTable, row: dict[str, Any]) -> str:
+def applied_row_sql(table: HistoryTable, row: dict[str, Any], *, elapsed: sql.Composable = ELAPSED_MS) -> str:
     """INSERT (or overwrite a previous row of the same version) as literal SQL for the one-message apply.
 
-    `execution_ms` is measured by the server: from the transaction's start to this statement.
+    `execution_ms` is measured by the server: by default from the transaction's start to this statement.
     """
-    values = {**row, "status": "applied", "applied_at": sql.SQL("now()"), "execution_ms": ELAPSED_MS}
+    values = {**row, "status": "applied", "applied_at": sql.SQL("now()"), "execution_ms": elapsed}
     return _insert_sql(table, values, overwrite=True)
 
 

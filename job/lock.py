@@ -1,25 +1,33 @@
 """The session-level PostgreSQL advisory lock that makes exactly one runner migrate.
 
-Held on its own dedicated connection: released on every exit path by unlocking and closing,
-and by PostgreSQL itself when the process dies (the session ends).
+Held on the very session that runs the migrations: a runner killed with SIGKILL in the middle of a
+statement keeps the lock for exactly as long as its orphaned statement runs on the server, so the next
+runner waits for it instead of running beside it. (`client_connection_check_interval`, set by `apply` on
+PostgreSQL 14+, makes the server stop such an orphan within seconds.) Released by unlocking, by closing,
+and by PostgreSQL itself when the session ends.
+
+While a migration runs, the session is busy: questions about *other* sessions (who blocks a migration)
+go through a `db.SideConnection` that holds nothing.
 """
 
 from __future__ import annotations
 
 import hashlib
-import select
 import time
 from types import TracebackType
 from typing import Any
 
 import psycopg
 
-from job.db import Connection
-from job.errors import DatabaseUnreachable, LockTimeout
+from job.db import Connection, SideConnection
+from job.errors import LockTimeout
 from job.report import Log
 
+LOST_LOCK_SQLSTATE = "MJ001"  # raised by `check_sql` when the session no longer holds the lock
+
 _HOLDERS = """
-SELECT a.pid, a.application_name, host(a.client_addr) AS client_addr, a.backend_start, a.state
+SELECT a.pid, a.application_name, host(a.client_addr) AS client_addr, a.backend_start, a.state,
+       left(a.query, 200) AS query
 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
 WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
@@ -33,8 +41,33 @@ def lock_key(schema: str, table: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
+def _parts(key: int) -> tuple[int, int]:
+    """(classid, objid) under which pg_locks shows a bigint advisory key."""
+    unsigned = key & 0xFFFFFFFFFFFFFFFF
+    return unsigned >> 32, unsigned & 0xFFFFFFFF
+
+
+def check_sql(key: int) -> str:
+    """A statement that fails with SQLSTATE MJ001 unless this session holds the advisory lock `key`.
+
+    Sent inside each migration's transaction, before its history row: a migration that released the lock
+    (pg_advisory_unlock_all() in a function, say) is rolled back instead of committed unprotected.
+    """
+    classid, objid = _parts(key)
+    return (
+        "DO $migrate_job$ BEGIN IF NOT EXISTS (SELECT FROM pg_catalog.pg_locks WHERE locktype = 'advisory' "
+        f"AND pid = pg_catalog.pg_backend_pid() AND granted AND objsubid = 1 AND classid = {classid} "
+        f"AND objid = {objid}) THEN RAISE EXCEPTION 'migrate-job lost its advisory lock {key}' "
+        f"USING ERRCODE = '{LOST_LOCK_SQLSTATE}'; END IF; END $migrate_job$"
+    )
+
+
 class AdvisoryLock:
-    """`with AdvisoryLock(conn, key, ...):` polls pg_try_advisory_lock until acquired or timed out."""
+    """`with AdvisoryLock(conn, key, ...):` polls pg_try_advisory_lock on `conn` until acquired or timed out.
+
+    Polling (not a blocking pg_advisory_lock) keeps the waiter out of long transactions, so a runner's
+    CREATE INDEX CONCURRENTLY never waits for the runners queued behind it.
+    """
 
     def __init__(
         self,
@@ -43,6 +76,7 @@ class AdvisoryLock:
         log: Log,
         *,
         wait_timeout: float,
+        monitor: SideConnection | None = None,
         poll_interval: float = 0.5,
         report_every: float = 5.0,
     ) -> None:
@@ -50,6 +84,7 @@ class AdvisoryLock:
         self.key = key
         self.log = log
         self.wait_timeout = wait_timeout
+        self.monitor = monitor
         self.poll_interval = poll_interval
         self.report_every = report_every
         self.held = False
@@ -59,19 +94,28 @@ class AdvisoryLock:
         return bool(row and row[0])
 
     def holders(self) -> list[dict[str, Any]]:
-        unsigned = self.key & 0xFFFFFFFFFFFFFFFF
-        params = {"classid": unsigned >> 32, "objid": unsigned & 0xFFFFFFFF}
+        classid, objid = _parts(self.key)
         cur = self.conn.cursor(row_factory=psycopg.rows.dict_row)
-        rows = cur.execute(_HOLDERS, params).fetchall()
+        rows = cur.execute(_HOLDERS, {"classid": classid, "objid": objid}).fetchall()
         return [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()} for r in rows]
 
+    @property
+    def check_sql(self) -> str:
+        return check_sql(self.key)
+
     def blockers_of(self, pid: int) -> list[dict[str, Any]]:
-        """Sessions blocking backend `pid` (pid, query, age, state), asked on the lock's own connection."""
-        rows = self.conn.execute(
-            "SELECT pid, left(query, 200), (now() - coalesce(xact_start, query_start))::text, state "
-            "FROM pg_stat_activity WHERE pid = ANY(pg_blocking_pids(%s))",
-            (pid,),
-        ).fetchall()
+        """Sessions blocking backend `pid` (pid, query, age, state), asked on the side connection."""
+        if self.monitor is None:
+            return []
+        rows = (
+            self.monitor.get()
+            .execute(
+                "SELECT pid, left(query, 200), (now() - coalesce(xact_start, query_start))::text, state "
+                "FROM pg_stat_activity WHERE pid = ANY(pg_blocking_pids(%s))",
+                (pid,),
+            )
+            .fetchall()
+        )
         return [{"pid": r[0], "query": r[1], "age": r[2], "state": r[3]} for r in rows]
 
     def __enter__(self) -> AdvisoryLock:
@@ -95,33 +139,15 @@ class AdvisoryLock:
         self.log.info("lock.acquired", key=self.key, waited_ms=round((time.monotonic() - started) * 1000))
         return self
 
-    def check_alive(self) -> None:
-        """Raise DatabaseUnreachable if the lock's session is gone, without a round trip.
-
-        Nothing is sent on the lock connection while we hold the lock, so any readable data
-        (a FATAL termination message or EOF) means the server ended the session.
-        """
-        if self.conn.closed:
-            raise DatabaseUnreachable("lost the advisory lock: its connection is closed")
-        try:
-            readable, _, _ = select.select([self.conn.fileno()], [], [], 0)
-        except (OSError, ValueError):
-            readable = [True]
-        if readable:
-            raise DatabaseUnreachable(
-                "lost the advisory lock: its database session was terminated; stopping before applying more",
-                key=self.key,
-            )
-
     def release(self) -> None:
         if not self.held:
             return
         self.held = False
         try:
-            if not self.conn.closed:
+            if not self.conn.closed and self.conn.pgconn.transaction_status == psycopg.pq.TransactionStatus.IDLE:
                 self.conn.execute("SELECT pg_advisory_unlock(%s)", (self.key,))
         except psycopg.Error:
-            pass  # the session is gone, so is the lock
+            pass  # the session is gone (or unusable), so is the lock once it is closed
         self.log.info("lock.released", key=self.key)
 
     def __exit__(

@@ -218,6 +218,38 @@ def active_session(database_url: str, application_name: str, query_like: str) ->
     return None
 
 
+RUNNER_SESSION = "migrate-job:migrate"
+
+
+def runner_sessions(database_url: str) -> list[dict[str, Any]]:
+    """The runner's sessions on the URL's database (it names itself `migrate-job:migrate[ <version>]`)."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        cur = conn.cursor(row_factory=dict_row)
+        return cur.execute(
+            "SELECT pid, application_name, state, wait_event_type, wait_event, query FROM pg_stat_activity"
+            " WHERE datname = current_database() AND (application_name = %s OR application_name LIKE %s)",
+            (RUNNER_SESSION, RUNNER_SESSION + " %"),
+        ).fetchall()
+
+
+def migration_session(database_url: str, version: str, wait_event: str | None = None) -> dict[str, Any] | None:
+    """The runner's session while it runs migration `version` (shown in its application_name), if it does.
+
+    `wait_event`: only while it waits on that: `Lock` (a lock type: any heavyweight lock) or an event
+    name such as `PgSleep`.
+    """
+    for s in runner_sessions(database_url):
+        if s["application_name"] != f"{RUNNER_SESSION} {version}" or s["state"] != "active":
+            continue
+        if wait_event is None or wait_event in (s["wait_event_type"], s["wait_event"]):
+            return s
+    return None
+
+
+def backend_alive(database_url: str, pid: int) -> bool:
+    return bool(query(database_url, "SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)))
+
+
 def backends_running(database_url: str, query_like: str) -> list[int]:
     """Pids of active backends (other than ours) on the URL's database running a query LIKE `query_like`."""
     rows = query(

@@ -15,6 +15,7 @@ import pytest
 from job.lock import lock_key
 from tests.pg import cli
 from tests.pg.cli import advisory_locks, history, migrate, query, tables, versions, write
+from tests.pg.runner import migration_session
 
 pytestmark = pytest.mark.pg
 
@@ -196,8 +197,8 @@ def test_sigterm_stops_cleanly_with_143(db_url: str, tmp_path: Path) -> None:
     assert sessions == []
 
 
-def test_runner_stops_when_its_lock_session_is_killed(db_url: str, tmp_path: Path) -> None:
-    """If the advisory lock's session is terminated mid-run, the runner exits 5 instead of migrating unprotected."""
+def test_runner_stops_when_its_session_is_killed(db_url: str, tmp_path: Path) -> None:
+    """If the runner's session (it holds the lock) is terminated mid-run, it exits 5 instead of going on unprotected."""
     files: dict[str, str | bytes] = {
         f"{n:02d}_t{n}.sql": f"CREATE TABLE t{n} (id int);\nSELECT pg_sleep(0.1);\n" for n in range(1, 31)
     }
@@ -208,7 +209,7 @@ def test_runner_stops_when_its_lock_session_is_killed(db_url: str, tmp_path: Pat
         killed = query(
             db_url,
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND application_name = 'migrate-job:lock'",
+            " WHERE datname = current_database() AND application_name LIKE 'migrate-job:migrate%'",
         )
         seen = len(history(db_url))
         out, err = proc.communicate(timeout=60)
@@ -254,21 +255,16 @@ def test_lock_timeout_on_a_busy_table_retries_then_fails_cleanly(db_url: str, tm
     assert versions(db_url) == ["1", "2"]
 
 
-def _wait_for_query(database_url: str, proc: subprocess.Popen[str], needle: str, timeout: float = 60) -> int:
-    """Poll until the runner's migrate session is running a query containing `needle`; returns its pid."""
+def _wait_for_sleep(database_url: str, proc: subprocess.Popen[str], version: str, timeout: float = 60) -> int:
+    """Poll until the runner's session sleeps in migration `version` (its application_name names it); its pid."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        rows = query(
-            database_url,
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
-            " AND application_name = 'migrate-job:migrate' AND state = 'active' AND strpos(query, %s) > 0",
-            (needle,),
-        )
-        if rows:
-            return int(rows[0][0])
+        found = migration_session(database_url, version, "PgSleep")
+        if found:
+            return int(found["pid"])
         assert proc.poll() is None, "the runner ended before reaching the query"
         time.sleep(0.01)
-    raise AssertionError(f"no runner query containing {needle!r} after {timeout}s")
+    raise AssertionError(f"the runner did not sleep in migration {version} within {timeout}s")
 
 
 @pytest.mark.parametrize("transactional", [True, False], ids=["transactional", "non-transactional"])
@@ -289,7 +285,7 @@ def test_connection_lost_mid_migration_exits_5_with_consistent_state(
     )
     proc = _start(db_url, folder)
     try:
-        pid = _wait_for_query(db_url, proc, "pg_sleep(30)")
+        pid = _wait_for_sleep(db_url, proc, "3")
         assert query(db_url, "SELECT pg_terminate_backend(%s)", (pid,)) == [(True,)]
         out, err = proc.communicate(timeout=60)
     finally:

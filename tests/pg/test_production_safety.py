@@ -27,14 +27,14 @@ from tests.pg.runner import (
     Background,
     Job,
     Jobs,
-    active_session,
-    backends_running,
+    backend_alive,
     column_exists,
     free_port,
     index_valid,
     listening,
+    migration_session,
     open_transaction,
-    sessions,
+    runner_sessions,
     table_exists,
     terminate,
     wait_until,
@@ -43,8 +43,6 @@ from tests.pgutil import DevServerFactory
 
 pytestmark = pytest.mark.pg
 
-MIGRATE_SESSION = "migrate-job:migrate"
-LOCK_SESSION = "migrate-job:lock"
 SIGNALS = [pytest.param(signal.SIGTERM, 143, id="SIGTERM"), pytest.param(signal.SIGINT, 130, id="SIGINT")]
 
 
@@ -80,19 +78,12 @@ def ok(job: Job) -> None:
     assert job.returncode == 0, job.describe()
 
 
-def wait_for_statement(url: str, like: str, *, job: Job, waiting_on_lock: bool = False) -> dict[str, Any]:
-    """The runner's work session once it is running a statement LIKE `like` (optionally: waiting on a lock)."""
-
-    def probe() -> dict[str, Any] | None:
-        found = active_session(url, MIGRATE_SESSION, like)
-        if found and waiting_on_lock and found["wait_event_type"] != "Lock":
-            return None
-        return found
-
+def wait_for_migration(url: str, version: str, *, job: Job, wait_event: str | None = None) -> dict[str, Any]:
+    """The runner's session once it runs migration `version` (optionally: while it waits on `wait_event`)."""
     return wait_until(
-        probe,
+        lambda: migration_session(url, version, wait_event),
         60,
-        f"the runner to run {like!r}" + (" and wait on a lock" if waiting_on_lock else ""),
+        f"the runner to run migration {version}" + (f" and wait on {wait_event}" if wait_event else ""),
         on_timeout=job.describe,
         stop_if=lambda: job.returncode is not None,
     )
@@ -135,7 +126,7 @@ def test_lock_timeout_retries_name_the_blocker_and_never_stall_readers(db_url: s
     with open_transaction(db_url, "LOCK TABLE busy IN ACCESS SHARE MODE") as holder:
         holder_pid = holder.info.backend_pid
         job = start_migrate(jobs, db_url, folder, MIGRATE_LOCK_TIMEOUT="500ms")
-        wait_for_statement(db_url, "%ALTER TABLE busy%", job=job, waiting_on_lock=True)
+        wait_for_migration(db_url, "2", job=job, wait_event="Lock")
         reading = Background(reader)
         release = Background(holder.commit, delay=3.0)
         try:
@@ -220,7 +211,7 @@ def test_signal_during_statement_cancels_rolls_back_and_releases(
         },
     )
     job = start_migrate(jobs, db_url, folder)
-    wait_for_statement(db_url, "%pg_sleep(60)%", job=job)
+    session = wait_for_migration(db_url, "2", job=job, wait_event="PgSleep")
 
     job.send(sig)
 
@@ -232,7 +223,7 @@ def test_signal_during_statement_cancels_rolls_back_and_releases(
     assert interrupted["exit_code"] == code
     assert applied_versions(db_url) == {"1": "applied"}
     assert not table_exists(db_url, "b")
-    wait_until(lambda: backends_running(db_url, "%pg_sleep(60)%") == [], 5, "the cancelled pg_sleep to stop")
+    wait_until(lambda: not backend_alive(db_url, int(session["pid"])), 5, "the runner's session to end")
     wait_until(lambda: advisory_locks(db_url) == [], 5, "the advisory lock to be released")
 
     write_migrations(folder, {"2_slow.sql": "CREATE TABLE b (id int);\n"})
@@ -257,7 +248,7 @@ def test_sigterm_while_waiting_for_the_advisory_lock(db_url: str, tmp_path: Path
         assert exit_within(job, 5, "SIGTERM") == 143, job.describe()
         assert job.event("run.interrupted")["signal"] == "SIGTERM"
         assert not table_exists(db_url, "a")
-        wait_until(lambda: sessions(db_url, LOCK_SESSION) == [], 5, "the runner's lock session to end")
+        wait_until(lambda: runner_sessions(db_url) == [], 5, "the runner's session to end")
         assert history(db_url) == {}
 
 
@@ -298,7 +289,7 @@ def consistent_state(url: str) -> tuple[dict[str, str], set[int]]:
 
 
 def test_sigkill_at_random_moments_leaves_a_migration_boundary(db_url: str, tmp_path: Path, jobs: Jobs) -> None:
-    """A runner killed with SIGKILL at any moment leaves history and schema in agreement; a rerun finishes the job."""
+    """SIGKILL at any moment, the next runner started at once: history and schema always agree, nothing runs twice."""
     count = 100
     folder = write_migrations(
         tmp_path / "migrations",
@@ -307,28 +298,85 @@ def test_sigkill_at_random_moments_leaves_a_migration_boundary(db_url: str, tmp_
             for n in range(1, count + 1)
         },
     )
-    rng = random.Random(2867)  # 0.25, 0.46, 0.48, 0.61 s: startup and mid-run kills; asserts hold either way
-    progress: list[int] = []
-    for _ in range(4):
-        job = start_migrate(jobs, db_url, folder)
+    rng = random.Random(2867)  # startup, lock-wait and mid-pipeline kills; the asserts hold whatever the moment
+    killed: list[Job] = []
+    for _ in range(5):
+        job = start_migrate(jobs, db_url, folder)  # at once: the previous runner's orphan may still run
         time.sleep(rng.uniform(0.2, 1.5))
         job.proc.kill()
         code = job.wait(timeout=10)
         assert code in (-signal.SIGKILL, 0), job.describe()  # 0: it finished before the kill
-        wait_until(lambda: sessions(db_url, MIGRATE_SESSION) == [], 10, "the killed runner's session to end")
+        killed.append(job)
         rows, tables = consistent_state(db_url)
         assert set(rows.values()) <= {"applied"}, rows
         assert {int(v) for v in rows} == tables, f"history {sorted(rows)} vs tables {sorted(tables)}"
-        progress.append(len(rows))
 
     final = migrate(jobs, db_url, folder)
 
     ok(final)
+    for job in killed:  # a runner that started beside an orphan would have failed on "already exists"
+        assert job.events("migration.failed") == [], job.describe()
     rows, tables = consistent_state(db_url)
-    assert rows == {str(n): "applied" for n in range(1, count + 1)}, progress
+    assert rows == {str(n): "applied" for n in range(1, count + 1)}
     assert tables == set(range(1, count + 1))
     counts = query(db_url, " UNION ALL ".join(f"SELECT {n}, count(*), min(id) FROM t{n}" for n in range(1, count + 1)))
     assert sorted((int(n), int(c), int(i)) for n, c, i in counts) == [(n, 1, n) for n in range(1, count + 1)]
+
+
+def test_sigkill_during_a_long_statement_the_next_runner_waits_for_the_orphan(
+    db_url: str, tmp_path: Path, jobs: Jobs
+) -> None:
+    """kill -9 mid-statement, next runner at once: it waits for the orphaned statement, then applies it exactly once."""
+    folder = write_migrations(
+        tmp_path / "migrations",
+        {
+            "1_mood.sql": "CREATE TYPE mood AS ENUM ('ok', 'sad');\nCREATE TABLE diary (m mood);\n"
+            "INSERT INTO diary VALUES ('ok');\nSELECT pg_sleep(20);\n",
+            "2_after.sql": "INSERT INTO diary VALUES ('sad');\n",
+        },
+    )
+    first = start_migrate(jobs, db_url, folder)
+    orphan = wait_for_migration(db_url, "1", job=first, wait_event="PgSleep")
+
+    first.proc.kill()
+    first.wait(timeout=10)
+    second = start_migrate(jobs, db_url, folder)
+
+    waiting = second.wait_for_event("lock.waiting")
+    assert [h["pid"] for h in waiting["holders"]] == [orphan["pid"]], waiting
+    assert waiting["holders"][0]["application_name"] == "migrate-job:migrate 1"
+    # client_connection_check_interval: the server notices the dead client and stops the orphan in seconds,
+    # long before its pg_sleep(20) would end.
+    wait_until(lambda: not backend_alive(db_url, int(orphan["pid"])), 15, "the orphaned statement to be stopped")
+    assert second.wait(timeout=60) == 0, second.describe()
+    assert [e["version"] for e in second.events("migration.applied")] == ["1", "2"]
+    assert second.events("migration.failed") == []
+    assert query(db_url, "SELECT m::text FROM diary ORDER BY m") == [("ok",), ("sad",)]
+    assert applied_versions(db_url) == {"1": "applied", "2": "applied"}
+
+
+def test_a_migration_that_releases_the_lock_is_rolled_back(db_url: str, tmp_path: Path, jobs: Jobs) -> None:
+    """A migration that drops the runner's advisory lock (dynamic SQL) is rolled back and the run stops (exit 5)."""
+    release = "DO $$ BEGIN EXECUTE 'SELECT pg_advisory_' || 'unlock_all()'; END $$;\n"
+    folder = write_migrations(
+        tmp_path / "migrations",
+        {
+            "1_a.sql": "CREATE TABLE a (id int);\n",
+            "2_b.sql": "CREATE TABLE b (id int);\n" + release,
+            "3_c.sql": "CREATE TABLE c (id int);\n",
+        },
+    )
+
+    job = migrate(jobs, db_url, folder)
+
+    assert job.returncode == 5, job.describe()
+    error = job.event("db.unreachable")
+    assert "lost the advisory lock" in error["error"] and error["version"] == "2", error
+    assert applied_versions(db_url) == {"1": "applied"}
+    assert (table_exists(db_url, "b"), table_exists(db_url, "c")) == (False, False)
+    write_migrations(folder, {"2_b.sql": "CREATE TABLE b (id int);\n"})
+    ok(migrate(jobs, db_url, folder))
+    assert applied_versions(db_url) == {"1": "applied", "2": "applied", "3": "applied"}
 
 
 # ---------------------------------------------------------------------------- non-transactional + repair
@@ -425,7 +473,7 @@ def test_sigterm_during_waiting_create_index_concurrently_then_repair(db_url: st
 
     with open_transaction(db_url, "INSERT INTO w VALUES (1)") as writer:
         job = start_migrate(jobs, db_url, folder)
-        wait_for_statement(db_url, "%CREATE INDEX CONCURRENTLY w_x%", job=job, waiting_on_lock=True)
+        wait_for_migration(db_url, "2", job=job, wait_event="Lock")
 
         job.send(signal.SIGTERM)
 
@@ -447,6 +495,35 @@ def test_sigterm_during_waiting_create_index_concurrently_then_repair(db_url: st
     ok(migrate(jobs, db_url, folder))
 
 
+def test_sigkill_during_create_index_concurrently_then_repair_at_once(db_url: str, tmp_path: Path, jobs: Jobs) -> None:
+    """kill -9 while CREATE INDEX CONCURRENTLY waits; `repair` started at once waits for the orphan, then finishes."""
+    folder = write_migrations(tmp_path / "migrations", {"1_w.sql": "CREATE TABLE w (x int);\n"})
+    ok(migrate(jobs, db_url, folder))
+    write_migrations(
+        folder, {"2_w_idx.sql": "-- migrate-job: lock_timeout=0\nCREATE INDEX CONCURRENTLY w_x ON w (x);\n"}
+    )
+
+    with open_transaction(db_url, "INSERT INTO w VALUES (1)") as writer:
+        job = start_migrate(jobs, db_url, folder)
+        orphan = wait_for_migration(db_url, "2", job=job, wait_event="Lock")
+        job.proc.kill()
+        job.wait(timeout=10)
+        repair = jobs.start(db_url, "repair", "--dir", str(folder))
+
+        waiting = repair.wait_for_event("lock.waiting")
+        assert [h["pid"] for h in waiting["holders"]] == [orphan["pid"]], waiting
+        wait_until(lambda: not backend_alive(db_url, int(orphan["pid"])), 15, "the orphaned CREATE INDEX to stop")
+        assert index_valid(db_url, "w_x") is False  # what the orphan's CIC left behind
+        writer.commit()
+
+    assert repair.wait(timeout=60) == 0, repair.describe()
+    assert [e["index"] for e in repair.events("repair.dropped_invalid_index")] == ["w_x"]
+    assert index_valid(db_url, "w_x") is True
+    row = history(db_url)["2"]
+    assert (row["status"], row["statements_done"]) == ("applied", 1)
+    ok(migrate(jobs, db_url, folder))
+
+
 # ---------------------------------------------------------------------------- lost connections
 
 THREE_WITH_SLOW_SECOND = {
@@ -465,7 +542,7 @@ def test_terminated_work_session_exits_5_and_rerun_completes(db_url: str, tmp_pa
     """If the runner's session is terminated mid-migration: exit 5, that migration left no trace, a rerun works."""
     folder = write_migrations(tmp_path / "migrations", THREE_WITH_SLOW_SECOND)
     job = start_migrate(jobs, db_url, folder)
-    session = wait_for_statement(db_url, "%pg_sleep(3)%", job=job)
+    session = wait_for_migration(db_url, "2", job=job, wait_event="PgSleep")
 
     terminate(db_url, int(session["pid"]))
 
@@ -484,7 +561,7 @@ def test_server_restart_mid_migration_exits_5_and_rerun_completes(
     url = server.url()
     folder = write_migrations(tmp_path / "migrations", THREE_WITH_SLOW_SECOND)
     job = start_migrate(jobs, url, folder)
-    wait_for_statement(url, "%pg_sleep(3)%", job=job)
+    wait_for_migration(url, "2", job=job, wait_event="PgSleep")
 
     restart = Background(server.restart)
     try:
@@ -499,24 +576,22 @@ def test_server_restart_mid_migration_exits_5_and_rerun_completes(
     assert applied_versions(url) == {"1": "applied", "2": "applied", "3": "applied"}
 
 
-def test_lost_advisory_lock_session_stops_before_the_next_migration(db_url: str, tmp_path: Path, jobs: Jobs) -> None:
-    """If the lock's session is terminated mid-run, the runner stops before the next migration (exit 5)."""
+def test_session_terminated_mid_pipeline_stops_at_a_migration_boundary(db_url: str, tmp_path: Path, jobs: Jobs) -> None:
+    """The runner's session terminated in the middle of a pipeline: exit 5, history = a prefix, a rerun completes."""
     folder = write_migrations(
         tmp_path / "migrations",
         {f"{n}_t{n}.sql": f"CREATE TABLE t{n} (id int);\nSELECT pg_sleep(0.5);\n" for n in range(1, 5)},
     )
     job = start_migrate(jobs, db_url, folder)
-    wait_for_statement(db_url, "%CREATE TABLE t2%", job=job)
-    (lock_session,) = sessions(db_url, LOCK_SESSION)
+    session = wait_for_migration(db_url, "2", job=job, wait_event="PgSleep")
 
-    terminate(db_url, int(lock_session["pid"]))
+    terminate(db_url, int(session["pid"]))
 
     assert job.wait(timeout=60) == 5, job.describe()
-    assert "lost the advisory lock" in job.event("db.unreachable")["error"]
-    rows = applied_versions(db_url)
-    assert "3" not in rows and "4" not in rows, rows
-    assert not table_exists(db_url, "t3") and not table_exists(db_url, "t4")
-    assert (rows.get("2") == "applied") == table_exists(db_url, "t2")
+    assert job.event("db.unreachable")["version"] == "2"
+    assert [e["version"] for e in job.events("migration.applied")] == ["1"]
+    assert applied_versions(db_url) == {"1": "applied"}
+    assert [table_exists(db_url, f"t{n}") for n in range(1, 5)] == [True, False, False, False]
     ok(migrate(jobs, db_url, folder))
     assert applied_versions(db_url) == {str(n): "applied" for n in range(1, 5)}
 

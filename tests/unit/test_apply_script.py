@@ -1,4 +1,4 @@
-"""Pure tests of job.apply's script building: statements_for, tx_script, Script.locate, timeouts_ms."""
+"""Pure tests of job.apply's statement selection: statements_for, section_transactional, timeouts_ms."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from job.apply import Script, section_transactional, statements_for, timeouts_ms, tx_script
+from job.apply import section_transactional, statements_for, timeouts_ms
 from job.config import load_settings
 from job.errors import SourceError
 from job.source import Migration, load
-from job.sqlscan import Statement, split
+from job.sqlscan import Statement
 
 
 @pytest.fixture(autouse=True)
@@ -184,103 +184,6 @@ def test_section_transactional(tmp_path: Path, body: str, up_tx: bool, down_tx: 
     assert section_transactional(m, m.up) is up_tx
     assert section_transactional(m, m.down) is down_tx
     assert texts(statements_for(m, m.down, transactional=down_tx)) == [s.text for s in m.down.statements]
-
-
-# ---------------------------------------------------------------------------- tx_script
-
-
-STMT_SETS: list[list[str]] = [
-    [],
-    ["create table t (a int)"],
-    ["create table t (a int)", "insert into t values (1)", "create index i on t (a)"],
-    ["select 1 -- trailing comment", "select 2"],
-    ["insert into t values ('héllo 😀')", "select 'ü' -- ü", "select 3"],
-    ["do $$ begin perform 1; perform 2; end $$", "select $fn$;$fn$"],
-]
-
-
-def make_statements(stmt_texts: list[str]) -> list[Statement]:
-    out: list[Statement] = []
-    for text in stmt_texts:
-        (s,) = split(text)
-        out.append(s)
-    return out
-
-
-def build(stmt_texts: list[str], tail: list[str] | None = None) -> tuple[Script, list[Statement]]:
-    stmts = make_statements(stmt_texts)
-    tail = ["insert into history values (1)"] if tail is None else tail
-    return tx_script(stmts, 5000, 0, tail), stmts
-
-
-@pytest.mark.parametrize("stmt_texts", STMT_SETS)
-def test_tx_script_shape(stmt_texts: list[str]) -> None:
-    """The script is BEGIN, SET LOCAL timeouts, the statements, the history insert, then COMMIT."""
-    script, _ = build(stmt_texts)
-    assert script.text.startswith("BEGIN;")
-    assert script.text.endswith("COMMIT;")
-    assert script.prefix_results == 3
-    parsed = [s.text for s in split(script.text)]
-    assert parsed == [
-        "BEGIN",
-        "SET LOCAL lock_timeout = 5000",
-        "SET LOCAL statement_timeout = 0",
-        *stmt_texts,
-        "insert into history values (1)",
-        "COMMIT",
-    ]
-
-
-@pytest.mark.parametrize(("lock_ms", "stmt_ms"), [(0, 0), (5000, 0), (250, 3_600_000)])
-def test_tx_script_sets_local_timeouts(lock_ms: int, stmt_ms: int) -> None:
-    """The timeouts are set with SET LOCAL so they end with the transaction."""
-    script = tx_script(make_statements(["select 1"]), lock_ms, stmt_ms, [])
-    assert f"SET LOCAL lock_timeout = {lock_ms};" in script.text
-    assert f"SET LOCAL statement_timeout = {stmt_ms};" in script.text
-
-
-@pytest.mark.parametrize("stmt_texts", STMT_SETS)
-def test_tx_script_pieces_point_at_statements(stmt_texts: list[str]) -> None:
-    """Each piece records where its statement's text sits in the script."""
-    script, stmts = build(stmt_texts)
-    assert [s for _, s in script.pieces] == stmts
-    for start, stmt in script.pieces:
-        assert script.text[start : start + len(stmt.text)] == stmt.text
-
-
-@pytest.mark.parametrize("stmt_texts", STMT_SETS)
-def test_locate_maps_position_to_statement(stmt_texts: list[str]) -> None:
-    """A server error position (1-based) inside statement k maps back to k and the offset within it."""
-    script, stmts = build(stmt_texts)
-    for k, (start, stmt) in enumerate(script.pieces):
-        for j in range(len(stmt.text)):
-            assert script.locate(start + j + 1) == (k, stmt, j)
-    assert len(script.pieces) == len(stmts)
-
-
-@pytest.mark.parametrize("stmt_texts", STMT_SETS)
-def test_locate_outside_statements_is_none(stmt_texts: list[str]) -> None:
-    """Positions in our BEGIN/SET prefix or in the history insert/COMMIT tail map to no statement."""
-    script, _ = build(stmt_texts)
-    first = script.pieces[0][0] if script.pieces else script.text.index("insert into history")
-    for pos in range(1, first + 1):
-        assert script.locate(pos) is None
-    tail_start = script.text.index("insert into history")
-    for pos in range(tail_start + 1, len(script.text) + 2):
-        assert script.locate(pos) is None
-    assert script.locate(0) is None
-
-
-def test_locate_second_statement_example() -> None:
-    """An error at the first character of the second statement is attributed to statement index 1."""
-    script, stmts = build(["create table t (a int)", "insert into t values (1)"])
-    position = script.text.index("insert into t") + 1
-    located = script.locate(position)
-    assert located is not None
-    index, stmt, offset = located
-    assert index == 1
-    assert stmt == stmts[1]
-    assert offset == 0
 
 
 # ---------------------------------------------------------------------------- timeouts_ms
