@@ -236,7 +236,7 @@ class Runner:
         stmts = statements_for(m, sec, transactional=True)
         lock_ms, stmt_ms = timeouts_ms(m, self.settings)
         tail = (
-            history.delete_row_sql(self.table, m.key)
+            history.delete_row_sql(self.table, m.key, by=self.settings.applied_by, run_id=self.run_id)
             if down
             else history.applied_row_sql(self.table, self.row(m, "transactional"))
         )
@@ -408,7 +408,7 @@ class Runner:
                 history.record_progress(self.conn, self.table, m.key, done)
         elapsed = round((time.monotonic() - started) * 1000)
         if down:
-            history.delete(self.conn, self.table, m.key)
+            history.delete(self.conn, self.table, m.key, by=self.settings.applied_by, run_id=self.run_id)
         else:
             history.record_finished(self.conn, self.table, m.key, done, elapsed)
         self.conn.execute("RESET lock_timeout; RESET statement_timeout")
