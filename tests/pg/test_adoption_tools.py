@@ -624,3 +624,26 @@ def test_legacy_entries_that_name_no_file_are_refused_rather_than_re_applying_ev
     assert result.returncode == 4, result.describe()
     assert "none of them names a file" in result.error_text() and "public.pgmigrations" in result.error_text()
     assert not history_exists(db_url)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"MIGRATE_ADOPT_TABLE": "legacy.nothing_here"}, "MIGRATE_ADOPT_TABLE=legacy.nothing_here: no such table"),
+        ({"MIGRATE_ADOPT_COLUMN": "file_name"}, "MIGRATE_ADOPT_COLUMN=file_name: public.pgmigrations has no such"),
+        ({"MIGRATE_ADOPT_TABLE": "x;drop"}, "MIGRATE_ADOPT_TABLE"),
+    ],
+)
+def test_adoption_settings_that_do_not_fit_the_database_exit_2(
+    db_url: str, tmp_path: Path, env: dict[str, str], message: str
+) -> None:
+    """A MIGRATE_ADOPT_TABLE that does not exist or a MIGRATE_ADOPT_COLUMN the table lacks: one line, exit 2."""
+    folder = tmp_path / "migrations"
+    write_named(folder, ["001_create_accounts.sql"])
+    execute(db_url, NODE_PG_MIGRATE)
+
+    result = run(db_url, "migrate", "--dir", str(folder), **env)
+
+    assert result.returncode == 2, result.describe()
+    assert message in result.error_text()
+    assert not history_exists(db_url)
