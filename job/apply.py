@@ -130,9 +130,11 @@ def history_block(
     stmts = statements_for(m, sec, transactional=True)
     lock_ms, stmt_ms = timeouts_ms(m, settings)
     if down:
-        tail = f"{history.delete_row_sql(table, m.key)} RETURNING {SINCE_MARK_MS}"
+        tail = history.delete_row_sql(
+            table, m.key, by=row.get("applied_by"), run_id=row.get("run_id"), returning=sql.SQL(SINCE_MARK_MS)
+        )
     else:
-        tail = f"{history.applied_row_sql(table, row, elapsed=sql.SQL(SINCE_MARK_MS))} RETURNING execution_ms"
+        tail = history.applied_row_sql(table, row, elapsed=sql.SQL(SINCE_MARK_MS), returning=sql.SQL("execution_ms"))
     return Block(stmts, lock_ms, stmt_ms, tail, (activity_name(settings, m),))
 
 
@@ -431,7 +433,7 @@ class Runner:
         self._check_lock(m, done)
         with self._as_job():
             if down:
-                history.delete(self.conn, self.table, m.key)
+                history.delete(self.conn, self.table, m.key, by=self.settings.applied_by, run_id=self.run_id)
             else:
                 history.record_finished(self.conn, self.table, m.key, done, elapsed)
         self.current = None

@@ -27,7 +27,9 @@ _USER_RELATIONS = """
 SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
   AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%%'
-  AND n.nspname NOT LIKE 'pg\\_temp%%' AND NOT (n.nspname = %s AND c.relname = %s)
+  AND n.nspname NOT LIKE 'pg\\_temp%%' AND NOT (n.nspname = %s AND c.relname IN (%s, %s))
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                  AND d.deptype = 'i' AND d.refobjid = to_regclass(%s))
 """
 
 
@@ -86,7 +88,8 @@ def covered_rows(path: Path, migrations: list[Migration], configured_version: st
 
 
 def database_is_empty(conn: Connection, table: HistoryTable) -> bool:
-    row = conn.execute(_USER_RELATIONS, (table.schema, table.table)).fetchone()
+    log = '"' + table.schema.replace('"', '""') + '"."' + table.log_table.replace('"', '""') + '"'
+    row = conn.execute(_USER_RELATIONS, (table.schema, table.table, table.log_table, log)).fetchone()
     return row is not None and int(row[0]) == 0
 
 
@@ -97,8 +100,11 @@ def load_schema(
     migrations: list[Migration],
     configured_version: str | None,
     run_id: str,
+    *,
+    by: str | None = None,
 ) -> list[Applied]:
-    """Load the schema file and its history rows in one transaction. Returns the rows recorded."""
+    """Load the schema file and its history rows (and a `schema_loaded` audit event) in one transaction.
+    Returns the rows recorded."""
     data = path.read_bytes()
     try:
         text = data.decode("utf-8").removeprefix("\ufeff")
@@ -113,6 +119,16 @@ def load_schema(
         raise SourceError(f"{path}:{line}:{col}: syntax error: {exc.message}", file=str(path), line=line) from None
     rows = baseline_rows(migrations, version, [], "schema") if version is not None else []
     inserts = "".join(history.insert_row_sql(table, a, run_id) + ";\n" for a in rows)
+    inserts += (
+        history.event_sql(
+            table,
+            "schema_loaded",
+            detail={"file": str(path), "versions": [a.version for a in rows]},
+            by=by,
+            run_id=run_id,
+        )
+        + ";\n"
+    )
     # One transaction: the schema and the rows of the migrations it covers. RESET ALL afterwards, so a
     # pg_dump header's set_config('search_path', '', false) does not leak into later migrations.
     script = "BEGIN;\n" + "".join(s.terminated + "\n" for s in stmts) + inserts + "COMMIT;\nRESET ALL;"

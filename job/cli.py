@@ -42,6 +42,8 @@ settings (environment variables; CLI flags win over them; durations: 30, 500ms, 
   MIGRATE_ALLOW_OUT_OF_ORDER   apply pending versions lower than the highest applied
   MIGRATE_TARGET               apply up to and including this version           [--target]
   MIGRATE_ADOPT                adopt another tool's tracking table on the first run (default true)
+  MIGRATE_ADOPT_TABLE          schema.table of the tracking table to adopt (default: found by name and shape)
+  MIGRATE_ADOPT_COLUMN         its column holding the version or file name (a table of unknown shape)
   MIGRATE_SCHEMA_LOAD_FILE     schema file for new databases (default schema.sql / init.sql in MIGRATE_DIR)
   MIGRATE_BASELINE_VERSION     versions the schema file covers (or a `-- migrate-job: baseline V` header)
   MIGRATE_SCHEMA_FILE          write a normalised pg_dump --schema-only here after migrate (not on production);
@@ -144,6 +146,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("status", "show every migration with its state")
     p.add_argument("--format", dest="output", choices=["table", "json"], default="table", help="output format")
+    p.add_argument(
+        "--all",
+        dest="show_all",
+        action="store_true",
+        help="also show the history's audit trail: adoption, applied/rolled-back migrations (when, by whom), "
+        "repairs, accepted checksums",
+    )
 
     p = add("validate", "check files and history; exit 4 on any problem")
     p.add_argument("--allow-out-of-order", action="store_true", default=None)
@@ -151,12 +160,34 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("create", "write a new migration file with the next version")
     p.add_argument("name", help="what the migration does, e.g. add_user_email")
 
-    p = add("repair", "resolve failed/interrupted non-transactional migrations (default: clean up and resume)")
-    p.add_argument(
+    def dry(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--dry-run", action="store_true", default=None, help="print what would happen; change nothing")
+
+    p = add(
+        "repair",
+        "resolve failed/interrupted non-transactional migrations (default: clean up and resume), "
+        "or fix the history of applied ones (--accept-checksum, --forget-missing)",
+    )
+    how = p.add_mutually_exclusive_group()
+    how.add_argument(
         "--mode",
         choices=MODES,
         default="resume",
         help="resume from the failed statement (default), restart the file, mark it applied, or forget the entry",
+    )
+    how.add_argument(
+        "--accept-checksum",
+        dest="accept",
+        action="append",
+        metavar="VERSION",
+        help="store the current checksum of applied VERSION's edited file (repeatable); logged with who and when",
+    )
+    how.add_argument(
+        "--forget-missing",
+        dest="forget",
+        action="append",
+        metavar="VERSION",
+        help="drop the history row of applied VERSION whose file is gone (repeatable); logged",
     )
     p.add_argument(
         "--version",
@@ -165,9 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="VERSION",
         help="only this version (repeatable); default: every failed entry",
     )
-
-    def dry(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--dry-run", action="store_true", default=None, help="print what would happen; change nothing")
+    dry(p)
 
     p = add("rollback", "roll back the last batch (one migrate run), or --steps/--to/--name")
     group = p.add_mutually_exclusive_group()
@@ -315,10 +344,12 @@ def main(argv: list[str] | None = None) -> int:
     state = commands.RunState()
     actions: dict[str, Callable[[], object]] = {
         "migrate": lambda: commands.migrate(settings, log, state, run_id),
-        "status": lambda: commands.status(settings, log, sys.stdout, args.output),
+        "status": lambda: commands.status(settings, log, sys.stdout, args.output, args.show_all),
         "validate": lambda: commands.validate(settings, log, sys.stdout),
         "create": lambda: commands.create(settings, args.name, sys.stdout),
-        "repair": lambda: commands.repair(settings, log, state, run_id, mode=args.mode, versions=args.versions),
+        "repair": lambda: commands.repair(
+            settings, log, state, run_id, mode=args.mode, versions=args.versions, accept=args.accept, forget=args.forget
+        ),
         "rollback": lambda: commands.rollback(
             settings, log, state, run_id, steps=args.steps, to=args.to, name=args.name
         ),

@@ -20,7 +20,7 @@ from job.history import HistoryTable
 from job.lock import AdvisoryLock, lock_key
 from job.lock import check_sql as lock_check_sql
 from job.plan import Plan, build_plan, rollback_plan
-from job.report import Log, status_json, status_table
+from job.report import Log, audit_json, audit_table, status_json, status_table
 from job.source import Migration
 
 
@@ -117,8 +117,7 @@ def migrate(settings: Settings, log: Log, state: RunState, run_id: str) -> RunSt
                 from job import backup
 
                 state.backup = backup.run(settings, log, conn, plan.pending[-1].key, run_id)
-        if setup is not None or not applied:
-            history.ensure(conn, table)
+        history.ensure(conn, table)  # the history and audit tables (an older version may lack the audit one)
         if setup is not None:
             applied = setup()
         runner = make_runner(conn, lock, settings, log, run_id, applied)
@@ -187,45 +186,92 @@ def schema_diff(settings: Settings, log: Log, out: TextIO, fmt: str = "text", de
 
 
 def prepare_history(
-    conn: db.Connection, settings: Settings, log: Log, migrations: list[Migration], run_id: str
+    conn: db.Connection,
+    settings: Settings,
+    log: Log,
+    migrations: list[Migration],
+    run_id: str,
+    *,
+    schema_file: bool = True,
 ) -> tuple[list[Any], Callable[[], list[Any]] | None]:
     """Our history, read-only. On a first run, also what adopting another tool's table or loading the schema
-    file (empty database) would record, with the action that writes it (run only after validation)."""
+    file (empty database; only with `schema_file`) would record, with the action that writes it (run it only
+    after validation, after `history.ensure`).
+
+    Another tool's table is adopted once: only while migrate-job has recorded nothing in this database (no
+    history row, no audit event). After that it is history, never read again (reset/refresh/rollback do not
+    bring it back). Every command that writes history goes through here, so the first command run on a
+    database — migrate, rollback, reset, refresh, baseline, repair — adopts first.
+    """
     table = table_of(settings)
     applied = history.load(conn, table)
     if applied:
         return applied, None
-    if settings.adopt:
-        legacy = adopt.find_one(conn, sorted({settings.history_schema, "public"}), (table.schema, table.table))
-        if legacy is not None:
-            rows, unmatched = adopt.rows_to_adopt(conn, legacy, migrations)
-
-            def adopt_rows() -> list[Any]:
-                history.insert_rows(conn, table, rows, run_id)
-                log.info(
-                    "history.adopted",
-                    tool=legacy.tool,
-                    table=legacy.qualified,
-                    count=len(rows),
-                    versions=[a.version for a in rows],
-                    unmatched=unmatched,
-                )
-                return history.load(conn, table)
-
-            return rows, adopt_rows
-    schema_file = baseline.find_schema_file(settings.dir, settings.schema_load_file)
-    if schema_file is not None:
+    if settings.adopt and not history.ever_written(conn, table):
+        setup = _adoption(conn, settings, log, migrations, run_id)
+        if setup is not None:
+            return setup
+    path = baseline.find_schema_file(settings.dir, settings.schema_load_file) if schema_file else None
+    if path is not None:
         if baseline.database_is_empty(conn, table):
-            covered = baseline.covered_rows(schema_file, migrations, settings.baseline_version)
+            covered = baseline.covered_rows(path, migrations, settings.baseline_version)
 
             def load_schema() -> list[Any]:
-                rows = baseline.load_schema(conn, table, schema_file, migrations, settings.baseline_version, run_id)
-                log.info("schema.loaded", file=str(schema_file), baselined=[a.version for a in rows])
+                rows = baseline.load_schema(
+                    conn, table, path, migrations, settings.baseline_version, run_id, by=settings.applied_by
+                )
+                log.info("schema.loaded", file=str(path), baselined=[a.version for a in rows])
                 return history.load(conn, table)
 
             return covered, load_schema
-        log.info("schema.ignored", file=str(schema_file), reason="database is not empty")
+        log.info("schema.ignored", file=str(path), reason="database is not empty")
     return applied, None
+
+
+def _adoption(
+    conn: db.Connection, settings: Settings, log: Log, migrations: list[Migration], run_id: str
+) -> tuple[list[Any], Callable[[], list[Any]]] | None:
+    """The rows adopting another tool's tracking table would record, and the action writing them (with an
+    `adopted` audit event naming the table, in the same transaction); None when there is no such table."""
+    table = table_of(settings)
+    legacy = adopt.find_one(
+        conn,
+        adopt.search_schemas(conn, settings.history_schema),
+        (table.schema, table.table),
+        table=settings.adopt_table,
+        column=settings.adopt_column,
+    )
+    if legacy is None:
+        return None
+    rows, unmatched = adopt.rows_to_adopt(conn, legacy, migrations)
+    files = {m.key: m for m in migrations}
+    modified = [a.version for a in rows if a.version in files and a.checksum != files[a.version].checksum]
+    detail = {
+        "tool": legacy.label,
+        "table": legacy.qualified,
+        "columns": list(legacy.columns),
+        "column": legacy.column,
+        "count": len(rows),
+        "versions": [a.version for a in rows],
+        "unmatched": unmatched,
+        "modified": modified,
+    }
+
+    def adopt_rows() -> list[Any]:
+        event = history.event_sql(table, "adopted", detail=detail, by=settings.applied_by, run_id=run_id)
+        history.insert_rows(conn, table, rows, run_id, events=[event])
+        log.info(
+            "history.adopted",
+            tool=legacy.label,
+            table=legacy.qualified,
+            count=len(rows),
+            versions=[a.version for a in rows],
+            unmatched=unmatched,
+            modified=modified,
+        )
+        return history.load(conn, table)
+
+    return rows, adopt_rows
 
 
 def rollback(
@@ -244,36 +290,45 @@ def rollback(
     migrations = load_files(settings)
     table = table_of(settings)
     if settings.dry_run:
-        chosen = rollback_plan(
-            migrations, read_history(settings, log), steps=steps, to=to, name=name, everything=everything
-        )
+        current = read_history(settings, log, migrations, schema_file=False)
+        chosen = rollback_plan(migrations, current, steps=steps, to=to, name=name, everything=everything)
         _print_rollback(chosen, sys.stdout)
         if everything:
-            for a in read_history(settings, log):
+            for a in current:
                 if a.version.startswith("R__"):
                     sys.stdout.write(f"-- forget repeatable {a.version} (re-applied by the next migrate)\n")
         state.pending = chosen
         return state
     with locked_session(settings, log) as (conn, lock):
-        history.ensure(conn, table)
-        applied = history.load(conn, table)
+        applied, setup = prepare_history(conn, settings, log, migrations, run_id, schema_file=False)
         chosen = rollback_plan(migrations, applied, steps=steps, to=to, name=name, everything=everything)
         for m in chosen:
             statements_for(m, m.down, transactional=section_transactional(m, m.down) if m.down else True)
         state.pending = chosen
         log.info("rollback.plan", versions=[m.key for m in chosen])
-        if chosen:
-            guard.confirm(settings, action, database=conn.info.dbname, interactive=settings.interactive)
+        # Repeatable (R__) migrations have no down: reset forgets their rows so the next migrate re-applies them.
+        repeatables = [a.version for a in applied if a.version.startswith("R__")] if everything else []
+        if not chosen and not repeatables:
+            return state
+        guard.confirm(settings, action, database=conn.info.dbname, interactive=settings.interactive)
+        history.ensure(conn, table)
+        if setup is not None:
+            applied = setup()  # the first command on this database: adopt first, then roll back
         runner = make_runner(conn, lock, settings, log, run_id, applied)
         runner.applied = state.applied
         runner.rollback_all(chosen)
-        if everything:
-            # Repeatable (R__) migrations have no down: forget their rows so the next migrate re-applies them.
-            repeatables = [a.version for a in applied if a.version.startswith("R__")]
-            for version in repeatables:
-                history.delete(conn, table, version)
-            if repeatables:
-                log.info("rollback.repeatables_forgotten", versions=repeatables)
+        for version in repeatables:
+            history.delete(
+                conn,
+                table,
+                version,
+                event="forgotten",
+                by=settings.applied_by,
+                run_id=run_id,
+                detail={"reason": action},
+            )
+        if repeatables:
+            log.info("rollback.repeatables_forgotten", versions=repeatables)
     return state
 
 
@@ -308,32 +363,54 @@ def baseline_cmd(settings: Settings, log: Log, run_id: str, version: str, out: T
     migrations = load_files(settings)
     table = table_of(settings)
     if settings.dry_run:
-        rows = baseline.baseline_rows(migrations, upto, read_history(settings, log), "baseline")
+        current = read_history(settings, log, migrations, schema_file=False)
+        rows = baseline.baseline_rows(migrations, upto, current, "baseline")
         out.write("".join(f"-- would record {a.version} {a.name} as applied (baseline)\n" for a in rows))
         return [a.version for a in rows]
     with locked_session(settings, log) as (conn, _lock):
-        history.ensure(conn, table)
-        existing = history.load(conn, table)
+        existing, setup = prepare_history(conn, settings, log, migrations, run_id, schema_file=False)
         rows = baseline.baseline_rows(migrations, upto, existing, "baseline")
         if rows:
             guard.confirm(settings, "baseline", database=conn.info.dbname, interactive=settings.interactive)
-        history.insert_rows(conn, table, rows, run_id)
+            history.ensure(conn, table)
+            if setup is not None:
+                setup()
+            event = history.event_sql(
+                table,
+                "baselined",
+                version=str(upto),
+                detail={"versions": [a.version for a in rows]},
+                by=settings.applied_by,
+                run_id=run_id,
+            )
+            history.insert_rows(conn, table, rows, run_id, events=[event])
         log.info("history.baselined", version=str(upto), recorded=[a.version for a in rows])
         return [a.version for a in rows]
 
 
-def read_history(settings: Settings, log: Log, migrations: list[Migration] | None = None) -> list[Any]:
+def read_history(
+    settings: Settings, log: Log, migrations: list[Migration] | None = None, *, schema_file: bool = True
+) -> list[Any]:
     """History rows without taking the lock or writing anything (status, validate, dry run).
 
     With `migrations`, a first run shows what `migrate` would record: rows adopted from another tool's
-    table, or the migrations a schema file covers on an empty database.
+    table, or (with `schema_file`) the migrations a schema file covers on an empty database.
     """
     conn = db.connect(settings, log, purpose="status")
     try:
         if migrations is None:
             return history.load(conn, table_of(settings))
-        rows, _ = prepare_history(conn, settings, log, migrations, run_id="")
+        rows, _ = prepare_history(conn, settings, log, migrations, run_id="", schema_file=schema_file)
         return rows
+    finally:
+        conn.close()
+
+
+def read_log(settings: Settings, log: Log) -> list[history.Event]:
+    """The audit trail (`<history table>_log`), read-only; [] before migrate-job wrote anything."""
+    conn = db.connect(settings, log, purpose="status")
+    try:
+        return history.load_log(conn, table_of(settings))
     finally:
         conn.close()
 
@@ -356,19 +433,25 @@ def dry_run(settings: Settings, log: Log, migrations: list[Migration], out: Text
     return RunState(pending=list(plan.pending))
 
 
-def status(settings: Settings, log: Log, out: TextIO, fmt: str = "table") -> Plan:
+def status(settings: Settings, log: Log, out: TextIO, fmt: str = "table", show_all: bool = False) -> Plan:
+    """Every migration with its state; with `show_all` also the audit trail (adoption, rollbacks, repairs)."""
     migrations = load_files(settings)
     plan = build_plan(migrations, read_history(settings, log, migrations), allow_out_of_order=True)
+    events = read_log(settings, log) if show_all else []
     counts: dict[str, int] = {}
     for r in plan.rows:
         counts[r.state] = counts.get(r.state, 0) + 1
     if fmt == "json":
-        summary = {"summary": counts, "problems": [p.message for p in plan.problems]}
+        summary: dict[str, Any] = {"summary": counts, "problems": [p.message for p in plan.problems]}
+        if show_all:
+            summary["log"] = audit_json(events)
         out.write(status_json(plan.rows, summary) + "\n")
     else:
         out.write(status_table(plan.rows) + "\n")
         out.write(", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "no migrations")
         out.write("\n")
+        if show_all:
+            out.write(f"\nhistory log ({table_of(settings).log_qualified}):\n{audit_table(events)}\n")
     return plan
 
 
@@ -459,11 +542,22 @@ def make_runner(
 
 
 def repair(
-    settings: Settings, log: Log, state: RunState, run_id: str, *, mode: str, versions: list[str] | None
+    settings: Settings,
+    log: Log,
+    state: RunState,
+    run_id: str,
+    *,
+    mode: str,
+    versions: list[str] | None,
+    accept: list[str] | None = None,
+    forget: list[str] | None = None,
 ) -> list[str]:
-    """Resolve failed/interrupted entries (see job.repair) under the advisory lock."""
+    """Resolve failed/interrupted entries (see job.repair) under the advisory lock; with `accept` / `forget`
+    (`--accept-checksum V`, `--forget-missing V`) fix the history of applied migrations instead."""
     from job import repair as repair_mod
 
+    if accept or forget:
+        return fix_history(settings, log, run_id, accept=accept or [], forget=forget or [], out=sys.stdout)
     migrations = load_files(settings)
     table = table_of(settings)
     if settings.dry_run:
@@ -478,13 +572,41 @@ def repair(
             sys.stdout.write("-- nothing to repair\n")
         return [a.version for a in broken]
     with locked_session(settings, log) as (conn, lock):
-        history.ensure(conn, table)
-        applied = history.load(conn, table)
-        if any(a.status != "applied" for a in applied):
+        applied, _ = prepare_history(conn, settings, log, migrations, run_id, schema_file=False)
+        if any(a.status != "applied" for a in applied):  # adopted rows are never failed: nothing to adopt here
             guard.confirm(settings, "repair", database=conn.info.dbname, interactive=settings.interactive)
+            history.ensure(conn, table)
         runner = make_runner(conn, lock, settings, log, run_id, applied)
         runner.applied = state.applied
         return repair_mod.repair(conn, runner, settings, log, migrations, applied, mode=mode, versions=versions)
+
+
+def fix_history(
+    settings: Settings, log: Log, run_id: str, *, accept: list[str], forget: list[str], out: TextIO
+) -> list[str]:
+    """`repair --accept-checksum V` / `--forget-missing V`: change the history of applied migrations, each
+    change logged and written to the audit table; guarded on production; `--dry-run` prints the changes."""
+    from job import repair as repair_mod
+
+    migrations = load_files(settings)
+    table = table_of(settings)
+    if settings.dry_run:
+        current = read_history(settings, log, migrations, schema_file=False)
+        fixes = repair_mod.plan_fixes(migrations, current, accept=accept, forget=forget)
+        out.write("".join(f"-- would {f.describe()}\n" for f in fixes) or "-- nothing to change\n")
+        return [f.version for f in fixes]
+    with locked_session(settings, log) as (conn, _lock):
+        applied, setup = prepare_history(conn, settings, log, migrations, run_id, schema_file=False)
+        fixes = repair_mod.plan_fixes(migrations, applied, accept=accept, forget=forget)
+        if not fixes:
+            log.info("repair.nothing_to_do", accept=accept, forget=forget)
+            return []
+        what = "repair --accept-checksum" if accept else "repair --forget-missing"
+        guard.confirm(settings, what, database=conn.info.dbname, interactive=settings.interactive)
+        history.ensure(conn, table)
+        if setup is not None:
+            setup()  # the first command on this database: adopt first, then fix
+        return repair_mod.apply_fixes(conn, table, fixes, by=settings.applied_by, run_id=run_id, log=log)
 
 
 def wait(settings: Settings, log: Log, timeout: float | None) -> None:

@@ -127,6 +127,8 @@ class Settings(BaseSettings):
         False, validation_alias=AliasChoices("MIGRATE_CONFIRM_PRODUCTION", "MIGRATE_CONFIRM")
     )
     adopt: bool = Field(True, validation_alias=AliasChoices("MIGRATE_ADOPT"))
+    adopt_table: str | None = Field(None, validation_alias=AliasChoices("MIGRATE_ADOPT_TABLE"))
+    adopt_column: str | None = Field(None, validation_alias=AliasChoices("MIGRATE_ADOPT_COLUMN"))
     schema_load_file: Path | None = Field(None, validation_alias=AliasChoices("MIGRATE_SCHEMA_LOAD_FILE"))
     baseline_version: str | None = Field(None, validation_alias=AliasChoices("MIGRATE_BASELINE_VERSION"))
     schema_file: Path | None = Field(None, validation_alias=AliasChoices("MIGRATE_SCHEMA_FILE"))
@@ -155,6 +157,20 @@ class Settings(BaseSettings):
     def _identifier(cls, value: str) -> str:
         if not _IDENT.match(value):
             raise ValueError("must be a plain SQL identifier (letters, digits, _; at most 63 characters)")
+        return value
+
+    @field_validator("adopt_column")
+    @classmethod
+    def _column(cls, value: str | None) -> str | None:
+        if value is not None and not _IDENT.match(value):
+            raise ValueError("must be a column name (letters, digits, _; at most 63 characters)")
+        return value
+
+    @field_validator("adopt_table")
+    @classmethod
+    def _table(cls, value: str | None) -> str | None:
+        if value is not None and not all(_IDENT.match(part) for part in value.split(".", 1)):
+            raise ValueError("must be schema.table or table (plain SQL identifiers)")
         return value
 
     @property

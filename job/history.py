@@ -1,13 +1,20 @@
-"""The tracking table: create it, read it, and build/write its rows.
+"""The tracking table: create it, read it, and build/write its rows; and its audit trail.
 
 Rows of transactional migrations are written by SQL that `apply` sends in the same message and
 transaction as the migration itself (`applied_row_sql`). Non-transactional migrations record
 `running` first, progress after each statement, then `applied` or `failed`.
+
+Next to the history table lives an append-only audit table, `<history table>_log` (id, at, event, version,
+name, detail jsonb, applied_by, run_id): every change of the history writes one event in the same
+transaction as the change (`applied`, `rolled_back`, `failed`, `adopted`, `baselined`, `schema_loaded`,
+`repaired`, `checksum_accepted`, `forgotten`). migrate-job only ever inserts into it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from psycopg import sql
@@ -46,6 +53,32 @@ class HistoryTable:
     def qualified(self) -> str:
         return f"{self.schema}.{self.table}"
 
+    @property
+    def log_table(self) -> str:
+        return f"{self.table}_log"
+
+    @property
+    def log_ident(self) -> sql.Identifier:
+        return sql.Identifier(self.schema, self.log_table)
+
+    @property
+    def log_qualified(self) -> str:
+        return f"{self.schema}.{self.log_table}"
+
+    def log_create_sql(self) -> sql.Composed:
+        return sql.SQL(
+            """CREATE TABLE IF NOT EXISTS {t} (
+    id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at         timestamptz NOT NULL DEFAULT now(),
+    event      text NOT NULL,
+    version    text,
+    name       text,
+    detail     jsonb NOT NULL DEFAULT '{{}}',
+    applied_by text,
+    run_id     text
+)"""
+        ).format(t=self.log_ident)
+
     def create_sql(self) -> sql.Composed:
         return sql.SQL(
             """CREATE TABLE IF NOT EXISTS {t} (
@@ -66,17 +99,132 @@ class HistoryTable:
         ).format(t=self.ident)
 
 
+def _regclass(schema: str, name: str) -> str:
+    return '"' + schema.replace('"', '""') + '"."' + name.replace('"', '""') + '"'
+
+
 def exists(conn: Connection, table: HistoryTable) -> bool:
-    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f'"{table.schema}"."{table.table}"',)).fetchone()
+    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (_regclass(table.schema, table.table),)).fetchone()
     return bool(row and row[0])
 
 
 def ensure(conn: Connection, table: HistoryTable) -> None:
-    """Create the schema (if missing) and the table, idempotently. Call under the advisory lock."""
-    row = conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (table.schema,)).fetchone()
-    if row is None:
+    """Create the schema, the history table and its audit table where missing. Call under the advisory lock.
+
+    One round trip when everything exists (no CREATE ... IF NOT EXISTS notices either).
+    """
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = %s), to_regclass(%s) IS NOT NULL,"
+        " to_regclass(%s) IS NOT NULL",
+        (table.schema, _regclass(table.schema, table.table), _regclass(table.schema, table.log_table)),
+    ).fetchone()
+    has_schema, has_table, has_log = row if row else (False, False, False)
+    if not has_schema:
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(table.schema)))
-    conn.execute(table.create_sql())
+    if not has_table:
+        conn.execute(table.create_sql())
+    if not has_log:
+        conn.execute(table.log_create_sql())
+
+
+def log_exists(conn: Connection, table: HistoryTable) -> bool:
+    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (_regclass(table.schema, table.log_table),)).fetchone()
+    return bool(row and row[0])
+
+
+def ever_written(conn: Connection, table: HistoryTable) -> bool:
+    """Whether migrate-job has recorded anything in this database: a history row or an audit event.
+
+    A database where this is false is a first run: the only time another tool's table is adopted.
+    """
+    if not exists(conn, table):
+        return False
+    row = conn.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {t})").format(t=table.ident)).fetchone()
+    if row and row[0]:
+        return True
+    if not log_exists(conn, table):
+        return False
+    row = conn.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {t})").format(t=table.log_ident)).fetchone()
+    return bool(row and row[0])
+
+
+@dataclass(frozen=True)
+class Event:
+    """One row of the audit table."""
+
+    id: int
+    at: datetime
+    event: str
+    version: str | None
+    name: str | None
+    detail: dict[str, Any] = field(default_factory=dict)
+    applied_by: str | None = None
+    run_id: str | None = None
+
+
+def load_log(conn: Connection, table: HistoryTable) -> list[Event]:
+    """Every audit event, oldest first; [] when the audit table does not exist yet."""
+    if not log_exists(conn, table):
+        return []
+    cur = conn.cursor(row_factory=dict_row)
+    rows = cur.execute(
+        sql.SQL("SELECT id, at, event, version, name, detail, applied_by, run_id FROM {t} ORDER BY id").format(
+            t=table.log_ident
+        )
+    ).fetchall()
+    return [Event(**r) for r in rows]
+
+
+def event_sql(
+    table: HistoryTable,
+    event: str,
+    *,
+    version: str | None = None,
+    name: str | None = None,
+    detail: dict[str, Any] | None = None,
+    by: str | None = None,
+    run_id: str | None = None,
+) -> str:
+    """Literal INSERT of one audit event (to send in the same transaction as the change it records)."""
+    values = {
+        "event": event,
+        "version": version,
+        "name": name,
+        "detail": sql.SQL("{}::jsonb").format(sql.Literal(json.dumps(detail or {}, default=str, sort_keys=True))),
+        "applied_by": by,
+        "run_id": run_id,
+    }
+    cols, vals = _values(values)
+    return (
+        sql.SQL("INSERT INTO {t} ({cols}) VALUES ({vals})")
+        .format(t=table.log_ident, cols=cols, vals=vals)
+        .as_string(None)
+    )
+
+
+def record_event(conn: Connection, table: HistoryTable, event: str, **fields: Any) -> None:
+    """Write one audit event now (autocommit, or inside the caller's transaction)."""
+    conn.execute(event_sql(table, event, **fields))
+
+
+_ROW_DETAIL = sql.SQL(
+    "jsonb_strip_nulls(jsonb_build_object('checksum', r.checksum, 'kind', r.kind, 'batch', r.batch,"
+    " 'execution_ms', r.execution_ms, 'source', r.source, 'applied_at', r.applied_at, 'applied_by', r.applied_by,"
+    " 'statements_done', r.statements_done, 'error', r.error))"
+)
+
+
+def _log_from_rows(
+    table: HistoryTable, event: str, by: sql.Composable, run_id: sql.Composable, extra: dict[str, Any] | None = None
+) -> sql.Composed:
+    """`INSERT INTO log SELECT … FROM r`: one event per row of the CTE `r` (a history row just written/deleted)."""
+    detail: sql.Composable = _ROW_DETAIL
+    if extra:
+        detail = sql.SQL("{} || {}::jsonb").format(_ROW_DETAIL, sql.Literal(json.dumps(extra, default=str)))
+    return sql.SQL(
+        "INSERT INTO {log} (event, version, name, detail, applied_by, run_id) SELECT {e}, r.version, r.name, {d}, {by},"
+        " {run} FROM r"
+    ).format(log=table.log_ident, e=sql.Literal(event), d=detail, by=by, run=run_id)
 
 
 def load(conn: Connection, table: HistoryTable) -> list[Applied]:
@@ -120,17 +268,54 @@ def _insert_sql(table: HistoryTable, values: dict[str, Any], *, overwrite: bool)
     return query.as_string(None)
 
 
-def applied_row_sql(table: HistoryTable, row: dict[str, Any], *, elapsed: sql.Composable = ELAPSED_MS) -> str:
+def _with_event(write: sql.Composable, log: sql.Composable, returning: sql.Composable | None) -> str:
+    """`write` (an INSERT/DELETE of history rows) and the audit `log` insert over its rows, as one statement."""
+    if returning is None:
+        return sql.SQL("WITH r AS ({w} RETURNING *) {log}").format(w=write, log=log).as_string(None)
+    query = sql.SQL("WITH r AS ({w} RETURNING *), e AS ({log}) SELECT {ret} FROM r")
+    return query.format(w=write, log=log, ret=returning).as_string(None)
+
+
+def applied_row_sql(
+    table: HistoryTable,
+    row: dict[str, Any],
+    *,
+    elapsed: sql.Composable = ELAPSED_MS,
+    returning: sql.Composable | None = None,
+) -> str:
     """INSERT (or overwrite a previous row of the same version) as literal SQL for the one-message apply.
 
     `execution_ms` is measured by the server: by default from the transaction's start to this statement.
+    One statement that also writes the `applied` audit event (a CTE), so the script's result count is unchanged;
+    with `returning`, that statement's one result row is that expression of the written row.
     """
     values = {**row, "status": "applied", "applied_at": sql.SQL("now()"), "execution_ms": elapsed}
-    return _insert_sql(table, values, overwrite=True)
+    insert = sql.SQL(_insert_sql(table, values, overwrite=True))
+    log = _log_from_rows(table, "applied", sql.Literal(row.get("applied_by")), sql.Literal(row.get("run_id")))
+    return _with_event(insert, log, returning)
 
 
-def delete_row_sql(table: HistoryTable, version: str) -> str:
-    return sql.SQL("DELETE FROM {t} WHERE version = {v}").format(t=table.ident, v=sql.Literal(version)).as_string(None)
+def delete_row_sql(
+    table: HistoryTable,
+    version: str,
+    *,
+    event: str | None = "rolled_back",
+    by: str | None = None,
+    run_id: str | None = None,
+    detail: dict[str, Any] | None = None,
+    returning: sql.Composable | None = None,
+) -> str:
+    """DELETE of one history row; with `event`, the same statement writes that audit event (who, the old row).
+
+    With `returning`, the statement's result row is that expression (for the deleted row).
+    """
+    delete = sql.SQL("DELETE FROM {t} WHERE version = {v}").format(t=table.ident, v=sql.Literal(version))
+    if event is None:
+        if returning is None:
+            return delete.as_string(None)
+        return sql.SQL("{d} RETURNING {ret}").format(d=delete, ret=returning).as_string(None)
+    log = _log_from_rows(table, event, sql.Literal(by), sql.Literal(run_id), detail)
+    return _with_event(delete, log, returning)
 
 
 def record_started(conn: Connection, table: HistoryTable, row: dict[str, Any]) -> None:
@@ -151,27 +336,55 @@ def record_progress(conn: Connection, table: HistoryTable, version: str, done: i
     )
 
 
+def _logged_update(table: HistoryTable, event: str, assignments: sql.Composable) -> sql.Composed:
+    """UPDATE of one row (parameters: the assignments', then the version) that also logs `event` for it."""
+    update = sql.SQL("UPDATE {t} SET {a} WHERE version = %s RETURNING *").format(t=table.ident, a=assignments)
+    log = _log_from_rows(table, event, sql.SQL("r.applied_by"), sql.SQL("r.run_id"))
+    return sql.SQL("WITH r AS ({u}) {log}").format(u=update, log=log)
+
+
 def record_finished(conn: Connection, table: HistoryTable, version: str, done: int, elapsed_ms: int) -> None:
     conn.execute(
-        sql.SQL(
-            "UPDATE {t} SET status = 'applied', statements_done = %s, execution_ms = %s, error = NULL, "
-            "applied_at = now() WHERE version = %s"
-        ).format(t=table.ident),
+        _logged_update(
+            table,
+            "applied",
+            sql.SQL("status = 'applied', statements_done = %s, execution_ms = %s, error = NULL, applied_at = now()"),
+        ),
         (done, elapsed_ms, version),
     )
 
 
 def record_failed(conn: Connection, table: HistoryTable, version: str, done: int, error: str) -> None:
     conn.execute(
-        sql.SQL("UPDATE {t} SET status = 'failed', statements_done = %s, error = %s WHERE version = %s").format(
-            t=table.ident
-        ),
+        _logged_update(table, "failed", sql.SQL("status = 'failed', statements_done = %s, error = %s")),
         (done, error[:2000], version),
     )
 
 
-def delete(conn: Connection, table: HistoryTable, version: str) -> None:
-    conn.execute(sql.SQL("DELETE FROM {t} WHERE version = %s").format(t=table.ident), (version,))
+def delete(
+    conn: Connection,
+    table: HistoryTable,
+    version: str,
+    *,
+    event: str | None = "rolled_back",
+    by: str | None = None,
+    run_id: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """Delete one row; with `event` (default `rolled_back`) log it with who did it (see delete_row_sql)."""
+    conn.execute(delete_row_sql(table, version, event=event, by=by, run_id=run_id, detail=detail))
+
+
+def set_checksum(
+    conn: Connection, table: HistoryTable, version: str, checksum: str, *, by: str, run_id: str, old: str | None
+) -> None:
+    """Store a new checksum for an applied version and log `checksum_accepted` (who, when, old and new)."""
+    update = sql.SQL("UPDATE {t} SET checksum = {c} WHERE version = {v} RETURNING *").format(
+        t=table.ident, c=sql.Literal(checksum), v=sql.Literal(version)
+    )
+    log = _log_from_rows(table, "checksum_accepted", sql.Literal(by), sql.Literal(run_id), {"old_checksum": old})
+    with conn.transaction():
+        conn.execute(sql.SQL("WITH r AS ({u}) {log}").format(u=update, log=log))
 
 
 def insert_row_sql(table: HistoryTable, a: Applied, run_id: str) -> str:
@@ -192,8 +405,12 @@ def insert_row_sql(table: HistoryTable, a: Applied, run_id: str) -> str:
     return _insert_sql(table, values, overwrite=False)
 
 
-def insert_rows(conn: Connection, table: HistoryTable, rows: list[Applied], run_id: str) -> None:
-    """Write adopted/baselined rows in one transaction and one message."""
-    if rows:
+def insert_rows(
+    conn: Connection, table: HistoryTable, rows: list[Applied], run_id: str, events: list[str] | None = None
+) -> None:
+    """Write adopted/baselined rows, and the audit events that record them (`event_sql`), in one transaction
+    and one message."""
+    statements = [insert_row_sql(table, a, run_id) for a in rows] + list(events or [])
+    if statements:
         with conn.transaction():
-            conn.execute(";\n".join(insert_row_sql(table, a, run_id) for a in rows))
+            conn.execute(";\n".join(statements))

@@ -202,3 +202,68 @@ def append_file(path: Path, text: str) -> None:
             fh.write(text)
     except OSError:
         pass
+
+
+# ---------------------------------------------------------------------------- audit trail
+
+
+def _short(value: Any) -> str:
+    text = str(value)
+    return text[:12] + "…" if len(text) > 13 else text
+
+
+def audit_summary(event: str, detail: dict[str, Any]) -> str:
+    """One line saying what an audit event changed."""
+    if event == "adopted":
+        text = f"from {detail.get('table')} ({detail.get('tool')}): {detail.get('count', 0)} row(s)"
+        if detail.get("modified"):
+            text += f"; edited since: {', '.join(map(str, detail['modified']))}"
+        if detail.get("unmatched"):
+            text += f"; no file: {len(detail['unmatched'])}"
+        return text
+    if event == "checksum_accepted":
+        return f"checksum {_short(detail.get('old_checksum'))} -> {_short(detail.get('checksum'))}"
+    if event in ("rolled_back", "forgotten"):
+        when = detail.get("applied_at")
+        by = detail.get("applied_by")
+        text = f"was applied {str(when)[:19] if when else ''} by {by or '?'}".replace("  ", " ")
+        return text + (f" ({detail['reason']})" if detail.get("reason") else "")
+    if event in ("baselined", "schema_loaded"):
+        versions = detail.get("versions") or []
+        return (f"{detail['file']}: " if detail.get("file") else "") + f"{len(versions)} version(s)"
+    if event == "repaired":
+        return f"mode {detail.get('mode')}"
+    if event == "failed":
+        return str(detail.get("error") or "")
+    keys = ("kind", "batch", "execution_ms")
+    return " ".join(f"{k}={detail[k]}" for k in keys if detail.get(k) is not None)
+
+
+def audit_table(events: Sequence[Any]) -> str:
+    """The audit trail as a plain-text table: when, what, which version, by whom, what changed."""
+    if not events:
+        return "(no events recorded yet)"
+    header = ["AT", "EVENT", "VERSION", "BY", "DETAIL"]
+    body = [
+        [_fmt_time(e.at), e.event, e.version or "", e.applied_by or "", audit_summary(e.event, e.detail or {})]
+        for e in events
+    ]
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *body, strict=False)]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)).rstrip() for row in [header, *body]]
+    return "\n".join(lines)
+
+
+def audit_json(events: Sequence[Any]) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": e.id,
+            "at": e.at.isoformat() if e.at else None,
+            "event": e.event,
+            "version": e.version,
+            "name": e.name,
+            "applied_by": e.applied_by,
+            "run_id": e.run_id,
+            "detail": e.detail,
+        }
+        for e in events
+    ]

@@ -156,13 +156,13 @@ def check_schema_file(path: Path, settings: Settings) -> None:
         )
 
 
-def exclude_pattern(table: HistoryTable) -> str:
+def exclude_pattern(table: HistoryTable, name: str | None = None) -> str:
     """A pg_dump pattern matching exactly `schema.table` (double-quoted: no case folding, no wildcards)."""
 
     def quote(name: str) -> str:
         return '"' + name.replace('"', '""') + '"'
 
-    return f"{quote(table.schema)}.{quote(table.table)}"
+    return f"{quote(table.schema)}.{quote(name or table.table)}"
 
 
 def pg_dump_args(table: HistoryTable) -> list[str]:
@@ -175,6 +175,7 @@ def pg_dump_args(table: HistoryTable) -> list[str]:
         "--no-subscriptions",
         "--encoding=UTF8",
         "--no-password",
+        f"--exclude-table={exclude_pattern(table, table.log_table)}",  # the audit table
         f"--exclude-table={exclude_pattern(table)}",
     ]
 

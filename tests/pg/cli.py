@@ -29,6 +29,14 @@ from job.devserver import find_bindir
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "layouts"
 HISTORY = "public.migrate_job_history"
+# What migrate-job itself leaves in a database: the history table, its audit table (`_log`), their keys.
+OWN_RELATIONS = {
+    "public.migrate_job_history",
+    "public.migrate_job_history_pkey",
+    "public.migrate_job_history_log",
+    "public.migrate_job_history_log_pkey",
+    "public.migrate_job_history_log_id_seq",
+}
 
 Params = tuple[Any, ...] | dict[str, Any]
 
@@ -219,10 +227,11 @@ def versions(database_url: str) -> list[str]:
 
 
 def tables(database_url: str) -> set[str]:
-    """Tables of the public schema (without the history table)."""
+    """Tables of the public schema (without the history table and its audit table)."""
     rows = query(
         database_url,
-        "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'migrate_job_history'",
+        "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+        " AND tablename NOT IN ('migrate_job_history', 'migrate_job_history_log')",
     )
     return {str(r[0]) for r in rows}
 
@@ -301,9 +310,16 @@ def pg_tool(name: str, *, skip_if_missing: bool = False) -> str:
 
 
 def raw_schema_dump(database_url: str) -> str:
-    """`pg_dump --schema-only --no-owner` of the database without the history table, as pg_dump prints it."""
+    """`pg_dump --schema-only --no-owner` of the database without the history and audit tables, as pg_dump prints it."""
     proc = subprocess.run(
-        [pg_tool("pg_dump"), "--schema-only", "--no-owner", f"--exclude-table={HISTORY}", f"--dbname={database_url}"],
+        [
+            pg_tool("pg_dump"),
+            "--schema-only",
+            "--no-owner",
+            f"--exclude-table={HISTORY}",
+            f"--exclude-table={HISTORY}_log",
+            f"--dbname={database_url}",
+        ],
         capture_output=True,
         text=True,
         timeout=120,

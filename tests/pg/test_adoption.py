@@ -6,7 +6,9 @@ objects of the migrations it already applied, then runs the real CLI.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import zlib
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -126,8 +128,23 @@ CREATE INDEX flyway_schema_history_s_idx ON flyway_schema_history (success);
 """
 
 
-def flyway_legacy(db_url: str, *, failed_last: bool = False) -> None:
-    """A database Flyway baselined at 1 and then migrated to 1.9, with the repeatable view applied."""
+def md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest()
+
+
+def flyway_crc(path: Path) -> int:
+    """Flyway's checksum of a file: CRC32 over its lines without terminators (BOM dropped), signed 32-bit."""
+    data = path.read_bytes().removeprefix(b"\xef\xbb\xbf")
+    crc = 0
+    for line in data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n"):
+        crc = zlib.crc32(line, crc)
+    return crc - 2**32 if crc >= 2**31 else crc
+
+
+def flyway_legacy(db_url: str, *, failed_last: bool = False, folder: Path = FIXTURES / "flyway") -> None:
+    """A database Flyway baselined at 1 and then migrated to 1.9, with the repeatable view applied.
+
+    The checksums are the ones Flyway stored for the files in `folder` as they were then."""
     run_fixture_files(
         db_url,
         "flyway",
@@ -141,12 +158,16 @@ def flyway_legacy(db_url: str, *, failed_last: bool = False) -> None:
         "  execution_time, success) VALUES"
         " (1, '1', '<< Flyway Baseline >>', 'BASELINE', '<< Flyway Baseline >>', NULL, 'deploy',"
         "  '2023-01-10 09:00:00', 0, true),"
-        " (2, '1.1', 'create categories', 'SQL', 'V1.1__create_categories.sql', -1523071021, 'deploy',"
+        " (2, '1.1', 'create categories', 'SQL', 'V1.1__create_categories.sql', %s, 'deploy',"
         "  '2023-02-01 10:00:00', 41, true),"
-        " (3, '1.9', 'price history', 'SQL', 'V1.9__price_history.sql', 884213370, 'deploy',"
+        " (3, '1.9', 'price history', 'SQL', 'V1.9__price_history.sql', %s, 'deploy',"
         "  '2023-03-01 10:00:00', 57, true),"
-        " (4, NULL, 'product catalog', 'SQL', 'R__product_catalog.sql', 1190382214, 'deploy',"
+        " (4, NULL, 'product catalog', 'SQL', 'R__product_catalog.sql', %s, 'deploy',"
         "  '2023-03-01 10:00:01', 12, true)",
+        tuple(
+            flyway_crc(folder / name)
+            for name in ("V1.1__create_categories.sql", "V1.9__price_history.sql", "R__product_catalog.sql")
+        ),
     )
     if failed_last:
         execute(
@@ -291,7 +312,9 @@ def test_schema_migrations_with_description_and_applied_at_is_adopted_keeping_da
 
 
 def test_schema_migrations_naming_files_is_adopted_with_and_without_extension(db_url: str, tmp_path: Path) -> None:
-    """schema_migrations(migration_name, checksum, applied_at) names files with or without .sql; both adopt."""
+    """schema_migrations(migration_name, checksum, applied_at) names files with or without .sql; both adopt.
+
+    Its checksum column holds the SHA-256 (or MD5) of each file, as the seed's migration_manager.py writes it."""
     folder = tmp_path / "migrations"
     write_accounts(folder, ["0001", "0002", "0003", "0004"])
     apply_accounts(db_url, 2)
@@ -302,8 +325,9 @@ def test_schema_migrations_naming_files_is_adopted_with_and_without_extension(db
     )
     execute(
         db_url,
-        "INSERT INTO schema_migrations VALUES ('0001_create_accounts.sql', 'c0ffee', '2023-05-01 10:00:00+00'),"
-        " ('0002_create_ledger', 'beef', '2023-05-02 10:00:00+00')",
+        "INSERT INTO schema_migrations VALUES ('0001_create_accounts.sql', %s, '2023-05-01 10:00:00+00'),"
+        " ('0002_create_ledger', %s, '2023-05-02 10:00:00+00')",
+        (cli.sha256(folder / "0001_create_accounts.sql"), md5(folder / "0002_create_ledger.sql")),
     )
     legacy_before = legacy_rows(db_url, "schema_migrations")
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from tests.pg import cli
 from tests.pg.cli import (
     FIXTURES,
     applied_versions,
@@ -174,7 +175,7 @@ def test_layout_applies_reruns_rolls_back_and_reapplies_to_the_same_schema(db_ur
         assert all(f.startswith("U") for f in down_files), down_files
     if layout == "markers":
         assert down_files == sorted((p.name for p in folder.glob("*.sql")), reverse=True)
-    assert user_relations(db_url) == {"public.migrate_job_history", "public.migrate_job_history_pkey"}
+    assert user_relations(db_url) == cli.OWN_RELATIONS
     assert schema_dump(db_url) == empty, "reset must remove every object the migrations created"
     left = [r["version"] for r in history(db_url)]
     assert left == [], f"reset left {left} recorded as applied although their objects are gone"

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tests.pg import cli
 from tests.pg.cli import Result, execute, query, raw_schema_dump, schema_dump, user_relations
 from tests.pg.cli import applied_versions as applied
 from tests.pg.cli import history_by_version as history
@@ -161,7 +162,7 @@ def test_rollback_name_undoes_just_that_migration(db_url: str, tmp_path: Path, n
 
 
 def test_reset_rolls_back_everything(db_url: str, tmp_path: Path) -> None:
-    """`reset` runs every down, newest first; only the (empty) history table remains."""
+    """`reset` runs every down, newest first; only the (empty) history table and its audit table remain."""
     folder = write_library(tmp_path / "migrations")
     empty = schema_dump(db_url)
     assert migrate(db_url, folder, "--target", "2").returncode == 0
@@ -172,7 +173,7 @@ def test_reset_rolls_back_everything(db_url: str, tmp_path: Path) -> None:
     assert result.returncode == 0, result.describe()
     assert rolled_back(result) == ["5", "4", "3", "2", "1"]
     assert history(db_url) == {}
-    assert user_relations(db_url) == {"public.migrate_job_history", "public.migrate_job_history_pkey"}
+    assert user_relations(db_url) == cli.OWN_RELATIONS
     assert schema_dump(db_url) == empty
 
 
