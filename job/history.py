@@ -197,3 +197,15 @@ def insert_rows(conn: Connection, table: HistoryTable, rows: list[Applied], run_
     if rows:
         with conn.transaction():
             conn.execute(";\n".join(insert_row_sql(table, a, run_id) for a in rows))
+
+
+def update_checksums(conn: Connection, table: HistoryTable, upgrades: list[tuple[str, str]]) -> None:
+    """Store new-style checksums (same content, normalised line endings) for these versions, in one statement."""
+    if upgrades:
+        conn.execute(
+            sql.SQL(
+                "UPDATE {t} AS h SET checksum = u.checksum "
+                "FROM unnest(%s::text[], %s::text[]) AS u(version, checksum) WHERE h.version = u.version"
+            ).format(t=table.ident),
+            ([v for v, _ in upgrades], [c for _, c in upgrades]),
+        )
