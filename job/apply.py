@@ -89,8 +89,8 @@ def statements_for(
             raise refuse(
                 s,
                 f"{s.transaction_only} only works inside a transaction block, but this migration runs outside one "
-                f"({transaction_reason(m, sec)}); move the statement that cannot run in a transaction into a "
-                "migration of its own",
+                f"because of {transaction_reason(m, sec)}; move the statement that cannot run in a transaction into "
+                "a migration of its own",
             )
         out.append(s)
     return out

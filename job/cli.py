@@ -37,8 +37,8 @@ settings (environment variables; CLI flags win over them; durations: 30, 500ms, 
  migrations and history
   MIGRATE_DIR                  migrations folder (default ./migrations)            [--dir]
   MIGRATE_FORMAT               auto|numbered|golang|flyway (default auto)          [--layout]
-  MIGRATE_FILENAME_PATTERN     regex for any naming scheme: named groups version (required), name,
-                               direction (up|down|rollback|undo...); replaces MIGRATE_FORMAT [--filename-pattern]
+  MIGRATE_FILENAME_PATTERN     regex naming the files, instead of the layouts: named groups version (required),
+                               name, direction (up|down|rollback|undo...)         [--filename-pattern]
   MIGRATE_ORDER                numeric|lexical: versions as numbers (9 < 10) or as text (default numeric) [--order]
   MIGRATE_HISTORY_SCHEMA       schema of the history table (default public)
   MIGRATE_HISTORY_TABLE        history table (default migrate_job_history)

@@ -174,7 +174,7 @@ class Migration:
     down: Section | None
     directives: Directives = field(default_factory=Directives)
     layout: str = "numbered"
-    raw_checksum: str | None = None  # SHA-256 of the exact bytes (what versions before 0.x stored), if different
+    raw_checksum: str | None = None  # SHA-256 of the exact bytes (what earlier releases stored), if different
 
     @property
     def key(self) -> str:
