@@ -85,11 +85,14 @@ def _match(
     text = name_or_version.strip()
     if text in by_name:
         return by_name[text]
+    lexical = any(v.is_lexical for v in by_version)  # MIGRATE_ORDER=lexical: versions are text
     try:
-        return by_version.get(Version.parse(text))
+        found = by_version.get(Version.lexical(text) if lexical else Version.parse(text))
+        if found is not None or not lexical:
+            return found
     except ValueError:
         pass
-    classified = _classify(text if text.endswith(".sql") else f"{text}.sql")
+    classified = _classify(text if text.endswith(".sql") else f"{text}.sql", "lexical" if lexical else "numeric")
     if classified and classified.version is not None:
         return by_version.get(classified.version)
     return None

@@ -85,6 +85,12 @@ def statements_for(
             in_block = True
         elif s.transaction_control in ("commit", "rollback"):
             in_block = False
+        elif s.non_transactional and in_block:
+            raise refuse(
+                s,
+                f"{sec.reason_of(s)}: this statement cannot run inside a transaction block, but it is inside the "
+                "file's own BEGIN … COMMIT; remove the BEGIN and COMMIT, or move it into a migration of its own",
+            )
         elif s.transaction_only and not in_block:
             raise refuse(
                 s,

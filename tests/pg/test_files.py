@@ -16,6 +16,7 @@ from tests.pg.cli import (
     Result,
     applied_versions,
     clean_env,
+    execute,
     history,
     history_by_version,
     migrate,
@@ -209,6 +210,27 @@ def test_custom_naming_scheme_applies_with_one_setting(
     status = run_with(db_url, "status", "--format", "json", env={"MIGRATE_DIR": str(folder), **env})
     assert status.returncode == 0, status.describe()
     assert '"state": "pending"' not in status.stdout
+
+
+def test_lexical_versions_adopt_another_tools_rows(db_url: str, tmp_path: Path) -> None:
+    """With MIGRATE_ORDER=lexical, a dbmate schema_migrations(version) row adopts the file whose version text it is."""
+    folder = write(
+        tmp_path / "migrations",
+        {f"20240{n}01120000_t{n}.sql": f"-- migrate:up\nCREATE TABLE t{n} (id int);\n" for n in (1, 2, 3)},
+    )
+    execute(db_url, "CREATE TABLE t1 (id int); CREATE TABLE t2 (id int)")  # applied by dbmate
+    execute(db_url, "CREATE TABLE schema_migrations (version varchar(128) PRIMARY KEY)")
+    execute(db_url, "INSERT INTO schema_migrations (version) VALUES ('20240101120000'), ('20240201120000')")
+
+    result = run_with(db_url, "migrate", env={"MIGRATE_DIR": str(folder), "MIGRATE_ORDER": "lexical"})
+
+    assert result.returncode == 0, result.describe()
+    assert applied_versions(result) == ["20240301120000"]
+    assert {v: r["source"] for v, r in history_by_version(db_url).items()} == {
+        "20240101120000": "adopted:dbmate",
+        "20240201120000": "adopted:dbmate",
+        "20240301120000": "migrate-job",
+    }
 
 
 def test_file_not_matching_the_pattern_is_refused(db_url: str, tmp_path: Path) -> None:

@@ -435,3 +435,22 @@ def test_do_block_that_commits_in_a_forced_transaction_is_refused(tmp_path: Path
     with pytest.raises(SourceError) as info:
         statements_for(m)
     assert info.value.message.startswith(f"{m.path}:2: DO block commits (line 2): this statement cannot run")
+
+
+@pytest.mark.parametrize(
+    ("body", "line"),
+    [
+        ("begin;\ncreate table t (a int);\ncreate index concurrently i on t (a);\ncommit;\n", 3),
+        ("-- migrate-job: transaction=off\nstart transaction;\nvacuum t;\ncommit;\n", 3),
+        ("begin;\ndo $$ begin commit; end $$;\ncommit;\n", 2),
+    ],
+)
+def test_non_transactional_statement_inside_the_files_own_block_is_refused(
+    tmp_path: Path, body: str, line: int
+) -> None:
+    """CONCURRENTLY, VACUUM or a committing DO between the file's BEGIN and COMMIT is refused before anything runs."""
+    m = load_one(tmp_path, body)
+    with pytest.raises(SourceError) as info:
+        statements_for(m)
+    assert info.value.message.startswith(f"{m.path}:{line}: ")
+    assert "inside the file's own BEGIN … COMMIT" in info.value.message

@@ -941,6 +941,15 @@ def test_unreadable_migration_file_is_an_error(tmp_path: Path, make: Any, why: s
     assert why in info.value.message
 
 
+def test_read_error_is_an_error(tmp_path: Path) -> None:
+    """A file whose read fails (here /proc/self/mem: EIO, even for root) is an error naming it with the reason."""
+    folder = make_dir(tmp_path, {})
+    (folder / "0001_x.sql").symlink_to("/proc/self/mem")
+    with pytest.raises(SourceError) as info:
+        load(folder)
+    assert info.value.message == f"{folder / '0001_x.sql'}: cannot read this migration file: Input/output error"
+
+
 def test_unreadable_down_file_is_an_error(tmp_path: Path) -> None:
     """A golang-migrate down file that is a dangling symlink is an error naming it, not a missing down."""
     folder = make_dir(tmp_path, {"1_x.up.sql": "select 1;\n"})
