@@ -20,7 +20,7 @@ from typing import Any
 from job import __version__
 from job.errors import EXIT_CODE_HELP, ConfigError, ExitCode, Interrupted, JobError
 from job.repair import MODES
-from job.source import LAYOUTS
+from job.source import LAYOUTS, ORDERS
 
 SETTINGS_HELP = """\
 settings (environment variables; CLI flags win over them; durations: 30, 500ms, 5s, 10m, 1h):
@@ -86,9 +86,7 @@ def _common(argument_default: Any = argparse.SUPPRESS) -> argparse.ArgumentParse
         metavar="REGEX",
         help="file names by a regex with named groups version, name, direction (MIGRATE_FILENAME_PATTERN)",
     )
-    p.add_argument(
-        "--order", choices=["numeric", "lexical"], help="compare versions as numbers or as text (MIGRATE_ORDER)"
-    )
+    p.add_argument("--order", choices=ORDERS, help="compare versions as numbers or as text (MIGRATE_ORDER)")
     p.add_argument("--history-table", help="history table name (MIGRATE_HISTORY_TABLE)")
     p.add_argument("--history-schema", help="history table schema (MIGRATE_HISTORY_SCHEMA)")
     p.add_argument("--log-format", choices=["auto", "json", "console"], help="MIGRATE_LOG_FORMAT")
