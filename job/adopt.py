@@ -304,11 +304,14 @@ class _Matcher:
     def _one(self, text: str) -> Migration | None:
         if text in self.by_name:
             return self.by_name[text]
+        lexical = any(v.is_lexical for v in self.by_version)  # MIGRATE_ORDER=lexical: versions are text
         try:
-            return self.by_version.get(Version.parse(text))
+            found = self.by_version.get(Version.lexical(text) if lexical else Version.parse(text))
+            if found is not None or not lexical:
+                return found
         except ValueError:
             pass
-        classified = _classify(text if text.endswith(".sql") else f"{text}.sql")
+        classified = _classify(text if text.endswith(".sql") else f"{text}.sql", "lexical" if lexical else "numeric")
         if classified and classified.version is not None:
             return self.by_version.get(classified.version)
         return None

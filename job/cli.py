@@ -20,7 +20,7 @@ from typing import Any
 from job import __version__
 from job.errors import EXIT_CODE_HELP, ConfigError, ExitCode, Interrupted, JobError
 from job.repair import MODES
-from job.source import LAYOUTS
+from job.source import LAYOUTS, ORDERS
 
 SETTINGS_HELP = """\
 settings (environment variables; CLI flags win over them; durations: 30, 500ms, 5s, 10m, 1h):
@@ -37,6 +37,9 @@ settings (environment variables; CLI flags win over them; durations: 30, 500ms, 
  migrations and history
   MIGRATE_DIR                  migrations folder (default ./migrations)            [--dir]
   MIGRATE_FORMAT               auto|numbered|golang|flyway (default auto)          [--layout]
+  MIGRATE_FILENAME_PATTERN     regex naming the files, instead of the layouts: named groups version (required),
+                               name, direction (up|down|rollback|undo...)         [--filename-pattern]
+  MIGRATE_ORDER                numeric|lexical: versions as numbers (9 < 10) or as text (default numeric) [--order]
   MIGRATE_HISTORY_SCHEMA       schema of the history table (default public)
   MIGRATE_HISTORY_TABLE        history table (default migrate_job_history)
   MIGRATE_ALLOW_OUT_OF_ORDER   apply pending versions lower than the highest applied
@@ -80,6 +83,12 @@ def _common(argument_default: Any = argparse.SUPPRESS) -> argparse.ArgumentParse
         choices=LAYOUTS,
         help="folder layout (MIGRATE_FORMAT, default auto)",
     )
+    p.add_argument(
+        "--filename-pattern",
+        metavar="REGEX",
+        help="file names by a regex with named groups version, name, direction (MIGRATE_FILENAME_PATTERN)",
+    )
+    p.add_argument("--order", choices=ORDERS, help="compare versions as numbers or as text (MIGRATE_ORDER)")
     p.add_argument("--history-table", help="history table name (MIGRATE_HISTORY_TABLE)")
     p.add_argument("--history-schema", help="history table schema (MIGRATE_HISTORY_SCHEMA)")
     p.add_argument("--log-format", choices=["auto", "json", "console"], help="MIGRATE_LOG_FORMAT")
@@ -238,6 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
 _SETTING_ARGS = (
     "dir",
     "format",
+    "filename_pattern",
+    "order",
     "history_table",
     "history_schema",
     "log_format",

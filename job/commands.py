@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from job import adopt, baseline, db, guard, history, snapshot, source
-from job.apply import Outcome, Runner, preview, section_transactional, statements_for
+from job.apply import Outcome, Runner, preview, section_transactional, statements_for, transaction_modes
 from job.config import Settings
 from job.errors import ConfigError, SourceError, ValidationFailed
 from job.history import HistoryTable
@@ -39,7 +39,7 @@ def table_of(settings: Settings) -> HistoryTable:
 
 
 def load_files(settings: Settings) -> list[Migration]:
-    return source.load(settings.dir, layout=settings.format)
+    return source.load(settings.dir, layout=settings.format, pattern=settings.filename_pattern, order=settings.order)
 
 
 def check_pending(plan: Plan, *, single_transaction: bool = False) -> None:
@@ -49,9 +49,27 @@ def check_pending(plan: Plan, *, single_transaction: bool = False) -> None:
         if single_transaction and not m.transactional:
             raise SourceError(
                 f"{m.path}: --single-transaction cannot include a migration that must run outside a "
-                "transaction (CONCURRENTLY, VACUUM, ...); apply without --single-transaction",
+                f"transaction ({m.non_transactional_reason}); apply without --single-transaction",
                 file=str(m.path),
             )
+        if single_transaction and (modes := transaction_modes(m)):
+            raise SourceError(
+                f"{m.path}: its BEGIN {', '.join(modes)} cannot be honoured with --single-transaction (every "
+                "migration shares one transaction); apply without --single-transaction",
+                file=str(m.path),
+            )
+
+
+def non_transactional(plan: Plan) -> dict[str, str]:
+    """Why each pending migration that runs outside a transaction does so, by version (for the plan log)."""
+    return {m.key: m.non_transactional_reason or "" for m in plan.pending if not m.transactional}
+
+
+def upgrade_checksums(conn: db.Connection, table: HistoryTable, plan: Plan, log: Log) -> None:
+    """Rewrite old-style (raw-byte) checksums of unchanged files as normalised ones; after validation passed."""
+    if plan.checksum_upgrades:
+        history.update_checksums(conn, table, list(plan.checksum_upgrades))
+        log.info("history.checksums_upgraded", versions=[v for v, _ in plan.checksum_upgrades])
 
 
 def _raise_problems(plan: Plan) -> None:
@@ -100,10 +118,18 @@ def migrate(settings: Settings, log: Log, state: RunState, run_id: str) -> RunSt
     with locked_session(settings, log) as (conn, lock):
         applied, setup = prepare_history(conn, settings, log, migrations, run_id)
         plan = build_plan(migrations, applied, target=settings.target, allow_out_of_order=settings.allow_out_of_order)
-        log.info("plan", pending=[m.key for m in plan.pending], applied=len(applied), problems=len(plan.problems))
+        log.info(
+            "plan",
+            pending=[m.key for m in plan.pending],
+            applied=len(applied),
+            problems=len(plan.problems),
+            non_transactional=non_transactional(plan),
+        )
         _raise_problems(plan)
         check_pending(plan, single_transaction=settings.single_transaction)
         lint_gate(settings, migrations, plan.pending)
+        if setup is None:  # our own rows (adopted or schema-file rows are written with new checksums)
+            upgrade_checksums(conn, table, plan, log)
         state.pending = list(plan.pending)
         if settings.schema_file is not None and not settings.is_production:
             snapshot.check_schema_file(settings.schema_file, settings)
@@ -338,6 +364,8 @@ def _print_rollback(chosen: list[Migration], out: TextIO) -> None:
     for m in chosen:
         assert m.down is not None
         out.write(f"-- roll back {m.key} {m.name} ({m.down.path})\n")
+        if not m.down.statements:
+            out.write("-- (empty down: nothing to run; only the history row is removed)\n")
         out.write("".join(s.terminated + "\n" for s in m.down.statements) + "\n")
 
 
@@ -354,10 +382,8 @@ def refresh(settings: Settings, log: Log, state: RunState, run_id: str) -> RunSt
 
 def baseline_cmd(settings: Settings, log: Log, run_id: str, version: str, out: TextIO) -> list[str]:
     """Record every migration <= version as applied without running it."""
-    from job.source import Version
-
     try:
-        upto = Version.parse(version)
+        upto = source.parse_version(version, settings.order)
     except ValueError:
         raise ConfigError(f"baseline --version {version!r} is not a version number") from None
     migrations = load_files(settings)
@@ -427,7 +453,8 @@ def dry_run(settings: Settings, log: Log, migrations: list[Migration], out: Text
         out.write("-- nothing to apply: the database is up to date\n")
     check = lock_check_sql(lock_key(settings.history_schema, settings.history_table))
     for m in plan.pending:
-        out.write(f"-- {m.key} {m.name} ({m.path}) {'transactional' if m.transactional else 'non-transactional'}\n")
+        mode = "transactional" if m.transactional else f"non-transactional: {m.non_transactional_reason}"
+        out.write(f"-- {m.key} {m.name} ({m.path}) {mode}\n")
         out.write(preview(m, settings, table_of(settings), check) + "\n")
     log.info("plan", pending=[m.key for m in plan.pending], dry_run=True)
     return RunState(pending=list(plan.pending))
@@ -496,6 +523,12 @@ def create(settings: Settings, name: str, out: TextIO, *, now: datetime | None =
     slug = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
     if not slug:
         raise ConfigError(f"create: {name!r} is not a usable migration name (use letters and digits)")
+    if settings.filename_pattern is not None:
+        raise ConfigError(
+            "create: files here are named by MIGRATE_FILENAME_PATTERN, from which migrate-job cannot derive a "
+            "new name; create the file by hand",
+            setting="MIGRATE_FILENAME_PATTERN",
+        )
     directory = settings.dir
     directory.mkdir(parents=True, exist_ok=True)
     migrations = load_files(settings)
@@ -505,17 +538,18 @@ def create(settings: Settings, name: str, out: TextIO, *, now: datetime | None =
     versions = [m.version for m in migrations if m.version is not None]
     created = f"{(now or datetime.now(UTC)).isoformat(timespec='seconds')}"
     if layout == "golang":
-        nxt = (versions[-1].parts[0] + 1) if versions else 1
+        nxt = (versions[-1].first + 1) if versions else 1
         paths = [directory / f"{nxt}_{slug}.up.sql", directory / f"{nxt}_{slug}.down.sql"]
         bodies = [f"-- {slug} (up)\n", f"-- {slug} (down)\n"]
     elif layout == "flyway":
-        nxt = (versions[-1].parts[0] + 1) if versions else 1
+        nxt = (versions[-1].first + 1) if versions else 1
         paths, bodies = [directory / f"V{nxt}__{slug}.sql"], [f"-- {slug}\n"]
     else:
         prefix, _ = source.next_version(migrations)
         if not prefix:
             prefix = stamp
-        paths = [directory / f"{prefix}_{slug}.sql"]
+        sep = source.name_separator(migrations)  # `0004-add-email.sql` in a folder of NNNN-name.sql files
+        paths = [directory / f"{prefix}{sep}{slug.replace('_', sep)}.sql"]
         bodies = [_TEMPLATE.format(title=slug.replace("_", " "), created=created)]
     for path in paths:
         if path.exists():
@@ -616,15 +650,23 @@ def wait(settings: Settings, log: Log, timeout: float | None) -> None:
     log.info("db.ready")
 
 
+def _history_version(text: str, order: str) -> source.Version | None:
+    if text.startswith("R__"):
+        return None
+    try:
+        return source.parse_version(text, order)
+    except ValueError:
+        return None
+
+
 def wait_for_version(settings: Settings, log: Log, version: str, timeout: float, interval: float = 2.0) -> None:
     """Wait until the history shows `version` (and everything below it) applied."""
     import time
 
     from job.errors import NotReady
-    from job.source import Version
 
     try:
-        wanted = Version.parse(version)
+        wanted = source.parse_version(version, settings.order)
     except ValueError:
         raise ConfigError(f"wait-for-version: {version!r} is not a version number") from None
     deadline = time.monotonic() + timeout
@@ -632,7 +674,7 @@ def wait_for_version(settings: Settings, log: Log, version: str, timeout: float,
     try:
         while True:
             rows = history.load(conn, table_of(settings))
-            applied = [a.parsed_version for a in rows if a.status == "applied" and a.parsed_version]
+            applied = [v for a in rows if a.status == "applied" and (v := _history_version(a.version, settings.order))]
             broken = [a.version for a in rows if a.status != "applied"]
             current = max(applied, default=None)
             if current is not None and current >= wanted and not broken:

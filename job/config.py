@@ -41,6 +41,17 @@ def parse_duration(value: Any) -> float:
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
+def compile_filename_pattern(pattern: str) -> re.Pattern[str]:
+    """MIGRATE_FILENAME_PATTERN compiled; ValueError saying why when it is not a usable pattern."""
+    try:
+        regex = re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"not a valid regular expression ({exc})") from None
+    if "version" not in regex.groupindex:
+        raise ValueError("needs a named group `version`, e.g. (?P<version>[0-9]+)")
+    return regex
+
+
 _FILE_VALUES: dict[str, Any] = {}
 
 
@@ -72,6 +83,8 @@ class Settings(BaseSettings):
     format: Literal["auto", "numbered", "golang", "flyway"] = Field(
         "auto", validation_alias=AliasChoices("MIGRATE_FORMAT")
     )
+    filename_pattern: str | None = Field(None, validation_alias=AliasChoices("MIGRATE_FILENAME_PATTERN"))
+    order: Literal["numeric", "lexical"] = Field("numeric", validation_alias=AliasChoices("MIGRATE_ORDER"))
     history_schema: str = Field("public", validation_alias=AliasChoices("MIGRATE_HISTORY_SCHEMA"))
     history_table: str = Field("migrate_job_history", validation_alias=AliasChoices("MIGRATE_HISTORY_TABLE"))
     lock_wait_timeout: Duration = Field(600.0, validation_alias=AliasChoices("MIGRATE_LOCK_WAIT_TIMEOUT"))
@@ -151,6 +164,13 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # CLI flags (init) > environment variables > config file ([env.NAME] > shared) > defaults.
         return init_settings, env_settings, _FileSource(settings_cls)
+
+    @field_validator("filename_pattern")
+    @classmethod
+    def _pattern(cls, value: str | None) -> str | None:
+        if value is not None:
+            compile_filename_pattern(value)
+        return value
 
     @field_validator("history_schema", "history_table")
     @classmethod
@@ -336,6 +356,12 @@ def load_settings(**overrides: Any) -> Settings:
         raise ConfigError(f"invalid setting {name}: {err['msg']}", setting=name) from None
     finally:
         _FILE_VALUES.clear()
+    if settings.filename_pattern is not None and settings.format != "auto":
+        raise ConfigError(
+            "MIGRATE_FILENAME_PATTERN and MIGRATE_FORMAT cannot be combined: the pattern replaces the layout "
+            "detection; unset one of them",
+            setting="MIGRATE_FILENAME_PATTERN",
+        )
     if not settings.applied_by:
         settings = settings.model_copy(update={"applied_by": _default_applied_by()})
     _ORIGINS.clear()

@@ -414,3 +414,15 @@ def insert_rows(
     if statements:
         with conn.transaction():
             conn.execute(";\n".join(statements))
+
+
+def update_checksums(conn: Connection, table: HistoryTable, upgrades: list[tuple[str, str]]) -> None:
+    """Store new-style checksums (same content, normalised line endings) for these versions, in one statement."""
+    if upgrades:
+        conn.execute(
+            sql.SQL(
+                "UPDATE {t} AS h SET checksum = u.checksum "
+                "FROM unnest(%s::text[], %s::text[]) AS u(version, checksum) WHERE h.version = u.version"
+            ).format(t=table.ident),
+            ([v for v, _ in upgrades], [c for _, c in upgrades]),
+        )

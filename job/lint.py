@@ -58,6 +58,10 @@ Rules (id, severity, name: what it catches → safe alternative):
   MJ022 warning  backfill-under-lock: UPDATE / DELETE of a table that an earlier ALTER TABLE of the same
                  transaction locked ACCESS EXCLUSIVE: reads and writes wait for the whole backfill
                  → backfill in a later migration with transaction=off, in batches
+  MJ023 warning  file-forced-out-of-transaction: one statement that cannot run in a transaction block
+                 (CONCURRENTLY, VACUUM, a DO block that commits, ...) makes a file with other statements run
+                 statement by statement: a later failure leaves the earlier ones committed
+                 → split it into its own migration
   MJ099 warning  unknown-lint-disable: `lint_disable` names a rule that does not exist
 
 Disable rules for one file with `-- migrate-job: lint_disable=MJ001,MJ007` (comma-separated, no
@@ -261,6 +265,13 @@ _RULE_LIST = (
         WARNING,
         "UPDATE / DELETE of a table an earlier ALTER TABLE in the same transaction locked ACCESS EXCLUSIVE",
         "Backfill in a later migration with `transaction=off`, in batches (UPDATE ... WHERE id BETWEEN ...)",
+    ),
+    Rule(
+        "MJ023",
+        "file-forced-out-of-transaction",
+        WARNING,
+        "One statement that cannot run in a transaction block makes the whole multi-statement file run outside one",
+        "Split that statement into its own migration",
     ),
     Rule(
         "MJ099",
@@ -950,6 +961,25 @@ def _check_transaction_block(st: _State, s: Statement) -> None:
     )
 
 
+def _check_forced_out(st: _State, statements: tuple[Statement, ...]) -> None:
+    """MJ023: a non-transactional statement (found by the runner, not chosen by a directive) among others."""
+    m = st.m
+    if m.transactional or m.directives.transaction is not None or m.up.transaction is not None:
+        return
+    first = next((s for s in statements if s.non_transactional), None)
+    others = [s for s in statements if not s.non_transactional and s.transaction_control is None]
+    if first is None or not others:
+        return
+    st.stmt, st.at = first, None
+    count = sum(1 for s in statements if s.transaction_control is None)
+    st.report(
+        "MJ023",
+        f"{m.up.reason_of(first)} makes this whole file ({count} statements) run outside a transaction: if a later "
+        "statement fails, the earlier ones stay committed",
+        "split it into its own migration, so the other statements keep running in one transaction",
+    )
+
+
 # ---------------------------------------------------------------------------- API
 
 
@@ -980,6 +1010,7 @@ def _lint(m: Migration, know: _Knowledge) -> list[Finding]:
         for raw in raws:
             if raw.stmt is not None:
                 _check_statement(st, raw.stmt)
+    _check_forced_out(st, statements)
     disabled = set(m.directives.lint_disable)
     findings = [f for f in st.findings if f.rule not in disabled or f.rule == "MJ000"]
     unknown = sorted(disabled - RULES.keys())

@@ -65,17 +65,37 @@ class Plan:
     problems: tuple[Problem, ...]
     rows: tuple[StatusRow, ...]
     skipped_after_target: tuple[Migration, ...] = field(default=())
+    # (version, new checksum) of applied rows that hold an old-style checksum of the same content
+    # (raw bytes, before line endings and a BOM were normalised): `migrate` rewrites them.
+    checksum_upgrades: tuple[tuple[str, str], ...] = field(default=())
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
 
-def _sort_key(version: str) -> tuple[int, Version, str]:
+def _sort_key(version: str, lexical: bool = False) -> tuple[int, Version, str]:
+    if lexical and not version.startswith("R__"):
+        return (0, Version.lexical(version), version)
     try:
         return (0, Version.parse(version), version)
     except ValueError:
         return (1, Version((0,)), version)
+
+
+def _is_lexical(migrations: list[Migration]) -> bool:
+    """Whether the folder's versions are compared as text (MIGRATE_ORDER=lexical)."""
+    return any(m.version is not None and m.version.is_lexical for m in migrations)
+
+
+def _parse(version: str, lexical: bool) -> Version | None:
+    """A history row's version in the folder's order; None when it is not one (e.g. R__ rows)."""
+    if version.startswith("R__"):
+        return None
+    try:
+        return Version.lexical(version) if lexical else Version.parse(version)
+    except ValueError:
+        return None
 
 
 def build_plan(
@@ -91,17 +111,18 @@ def build_plan(
     applied = {a.version: a for a in history}
     problems: list[Problem] = []
     rows: list[StatusRow] = []
+    upgrades: list[tuple[str, str]] = []
+    lexical = _is_lexical(migrations)
 
     target_version: Version | None = None
     if target is not None:
-        try:
-            target_version = Version.parse(target)
-        except ValueError:
+        target_version = _parse(target, lexical)
+        if target_version is None:
             problems.append(Problem("unknown_target", target, f"--target {target!r} is not a version number"))
 
     highest_applied: Version | None = None
     for a in history:
-        v = a.parsed_version
+        v = _parse(a.version, lexical) if lexical else a.parsed_version
         if (
             a.status == "applied"
             and v is not None
@@ -138,9 +159,11 @@ def build_plan(
                 )
             rows.append(_row(a, "missing" if a.source != "baseline" else "applied", None))
             continue
-        if m.repeatable and a.checksum != m.checksum:
+        if a.status == "applied" and a.checksum and a.checksum != m.checksum and m.checksum_matches(a.checksum):
+            upgrades.append((a.version, m.checksum))  # same content, old-style checksum: not an edit
+        elif m.repeatable and a.checksum != m.checksum:
             continue  # re-applied: listed once, as pending, below
-        if (
+        elif (
             verify_checksums
             and a.checksum
             and a.checksum != m.checksum
@@ -163,7 +186,7 @@ def build_plan(
     for m in migrations:
         prev = applied.get(m.key)
         if m.repeatable:
-            if prev is None or (prev.status == "applied" and prev.checksum != m.checksum):
+            if prev is None or (prev.status == "applied" and not m.checksum_matches(prev.checksum)):
                 pending.append(m)
                 rows.append(StatusRow(m.key, m.name, "pending", file=str(m.path)))
             continue
@@ -190,10 +213,10 @@ def build_plan(
         m = by_key.get(r.version)
         if m is not None and m.version is not None:  # already parsed: no Version.parse per row
             return (False, (0, m.version, r.version))
-        return (r.version.startswith("R__"), _sort_key(r.version))
+        return (r.version.startswith("R__"), _sort_key(r.version, lexical))
 
     rows.sort(key=row_key)
-    return Plan(tuple(pending), tuple(problems), tuple(rows), tuple(skipped))
+    return Plan(tuple(pending), tuple(problems), tuple(rows), tuple(skipped), tuple(upgrades))
 
 
 def _row(a: Applied, state: str, m: Migration | None) -> StatusRow:
@@ -229,8 +252,9 @@ def rollback_plan(
     from job.errors import ValidationFailed
 
     by_key = {m.key: m for m in migrations}
+    lexical = _is_lexical(migrations)
     applied = [a for a in history if a.status == "applied" and not a.version.startswith("R__")]
-    applied.sort(key=lambda a: _sort_key(a.version), reverse=True)
+    applied.sort(key=lambda a: _sort_key(a.version, lexical), reverse=True)
     if everything:
         chosen = applied
     elif name is not None:
@@ -242,11 +266,10 @@ def rollback_plan(
         if not chosen:
             raise ValidationFailed(f"rollback --name {name}: no applied migration has that name or version")
     elif to is not None:
-        try:
-            floor = Version.parse(to)
-        except ValueError:
-            raise ValidationFailed(f"rollback --to {to!r}: not a version number") from None
-        chosen = [a for a in applied if (v := a.parsed_version) is not None and v > floor]
+        floor = _parse(to, lexical)
+        if floor is None:
+            raise ValidationFailed(f"rollback --to {to!r}: not a version number")
+        chosen = [a for a in applied if (v := _parse(a.version, lexical)) is not None and v > floor]
     elif steps is not None:
         chosen = applied[: max(0, steps)]
     else:
@@ -258,7 +281,7 @@ def rollback_plan(
         m = by_key.get(a.version)
         if m is None:
             problems.append(f"version {a.version} ({a.name}) cannot be rolled back: its file is gone")
-        elif m.down is None or not m.down.text.strip():
+        elif m.down is None:  # an empty or comment-only down is an explicit no-op: only the row goes
             problems.append(f"{m.path}: version {m.key} has no down migration; nothing was rolled back")
         else:
             result.append(m)

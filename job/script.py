@@ -131,6 +131,10 @@ class _Builder:
         self.length += len(line)
 
 
+def _sets_transaction(st: Statement) -> bool:
+    return st.kind == "VariableSetStmt" and st.text.upper().startswith("SET TRANSACTION ")
+
+
 def _prelude(b: _Builder, block: Block, session: Session, mig: int) -> None:
     for reset in SESSION_RESET:
         b.add(reset, "job", mig)
@@ -157,9 +161,12 @@ def build(blocks: Sequence[Block], session: Session, *, single_transaction: bool
             if mig > 0:
                 b.add(FLUSH_SQL, "job", mig)
             b.add("BEGIN", "job", mig)
+        stmts = list(block.stmts)
+        if stmts and not single_transaction and _sets_transaction(stmts[0]):
+            b.add("", "sql", mig, stmts.pop(0))  # the file's BEGIN ISOLATION LEVEL …: before any query
         _prelude(b, block, session, mig)
         b.add(MARK_START, "job", mig)
-        for st in block.stmts:
+        for st in stmts:
             b.add("", "sql", mig, st)
         _tail(b, block, session, mig)
         if not single_transaction:

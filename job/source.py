@@ -13,35 +13,47 @@ Layouts recognised (auto-detected; a folder mixing families is an error):
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
+import stat
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property, total_ordering
 from pathlib import Path
+from typing import Any
 
-from job.config import parse_duration
-from job.errors import SourceError
+from job.config import compile_filename_pattern, parse_duration
+from job.errors import ConfigError, SourceError
 from job.sqlscan import SqlSyntaxError, Statement, line_col, split
 
 SCHEMA_FILE_NAMES = ("schema.sql", "init.sql")
+_BOM = b"\xef\xbb\xbf"
 
 
 @total_ordering
 @dataclass(frozen=True)
 class Version:
-    """A migration version: integer parts compared numerically (10 after 9, 1.10 after 1.9)."""
+    """A migration version: integer parts compared numerically (10 after 9, 1.10 after 1.9).
+
+    A lexical version (MIGRATE_ORDER=lexical) has `text` and no parts: compared as text by its UTF-8
+    bytes (Python compares strings by code point, which is the same order) and stored as written.
+    """
 
     parts: tuple[int, ...]
-    _cmp: tuple[int, ...] = field(init=False, repr=False, compare=False, hash=False)
+    text: str | None = None
+    _cmp: tuple[Any, ...] = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
+        if self.text is not None:
+            object.__setattr__(self, "_cmp", (1, self.text))
+            return
         # 1 == 1.0: compare with trailing zeros removed; computed once (sorting compares a lot).
         parts = list(self.parts)
         while len(parts) > 1 and parts[-1] == 0:
             parts.pop()
-        object.__setattr__(self, "_cmp", tuple(parts))
+        object.__setattr__(self, "_cmp", (0, tuple(parts)))
 
     @classmethod
     def parse(cls, text: str) -> Version:
@@ -50,13 +62,33 @@ class Version:
             raise ValueError(f"not a version: {text!r}")
         return cls(tuple(int(p) for p in pieces))
 
+    @classmethod
+    def lexical(cls, text: str) -> Version:
+        if not text:
+            raise ValueError("an empty version")
+        return cls((), text)
+
+    @property
+    def is_lexical(self) -> bool:
+        return self.text is not None
+
+    @property
+    def first(self) -> int:
+        """The leading integer part (of a lexical version: its leading digits, else 0)."""
+        if self.parts:
+            return self.parts[0]
+        digits = re.match(r"\d+", self.text or "")
+        return int(digits.group(0)) if digits else 0
+
     def __str__(self) -> str:
+        if self.text is not None:
+            return self.text
         return ".".join(str(p) for p in self.parts)
 
     def __lt__(self, other: object) -> bool:
         if not isinstance(other, Version):
             return NotImplemented
-        return self._cmp < other._cmp
+        return bool(self._cmp < other._cmp)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Version) and self._cmp == other._cmp
@@ -65,14 +97,24 @@ class Version:
         return hash(self._cmp)
 
 
+ORDERS = ("numeric", "lexical")
+
+
+def parse_version(text: str, order: str = "numeric") -> Version:
+    """A version as the history stores it: numeric (`1.10`) or, with MIGRATE_ORDER=lexical, the text itself."""
+    return Version.lexical(text) if order == "lexical" else Version.parse(text)
+
+
 @dataclass(frozen=True)
 class Directives:
-    """Per-file settings from `-- migrate-job: key=value` comment lines."""
+    """Per-file settings from `-- migrate-job: key=value` comment lines (and other tools' directives)."""
 
     transaction: bool | None = None  # None: decided from the statements
     lock_timeout: str | None = None
     statement_timeout: str | None = None
     lint_disable: tuple[str, ...] = ()  # rule ids for job.lint to skip, e.g. lint_disable=MJ001,MJ007
+    # The line that set `transaction`, e.g. "-- +goose NO TRANSACTION" (for messages; not compared).
+    transaction_source: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -83,7 +125,8 @@ class Section:
     file_text: str
     start: int  # offset of the section's first character in file_text
     end: int
-    transaction: bool | None = None  # dbmate's `transaction:false` on the marker line
+    transaction: bool | None = None  # dbmate's `transaction:false` / sql-migrate's `notransaction` on the marker
+    transaction_source: str | None = None  # that marker line, for messages
 
     @property
     def text(self) -> str:
@@ -103,13 +146,10 @@ class Section:
                 column=col,
             ) from None
         return tuple(
-            Statement(
-                text=s.text,
+            replace(
+                s,
                 offset=s.offset + self.start,
-                kind=s.kind,
-                non_transactional=s.non_transactional,
-                transaction_control=s.transaction_control,
-                copy_client=s.copy_client,
+                reason_offset=None if s.reason_offset is None else s.reason_offset + self.start,
             )
             for s in stmts
         )
@@ -118,17 +158,23 @@ class Section:
         """(line, column) in the file of a character offset into the file."""
         return line_col(self.file_text, offset)
 
+    def reason_of(self, s: Statement) -> str:
+        """Why statement `s` cannot run in a transaction block, with its line: "DO block commits (line 7)"."""
+        where = s.offset if s.reason_offset is None else s.reason_offset
+        return f"{s.non_transactional_reason or s.kind} (line {self.location(where)[0]})"
+
 
 @dataclass(frozen=True)
 class Migration:
     version: Version | None  # None for a repeatable (Flyway R__) migration
     name: str
     path: Path
-    checksum: str
+    checksum: str  # SHA-256 of the file with line endings normalised to LF and without a BOM
     up: Section
     down: Section | None
     directives: Directives = field(default_factory=Directives)
     layout: str = "numbered"
+    raw_checksum: str | None = None  # SHA-256 of the exact bytes (what earlier releases stored), if different
 
     @property
     def key(self) -> str:
@@ -152,6 +198,39 @@ class Migration:
             return self.up.transaction
         return not any(s.non_transactional for s in self.up.statements)
 
+    @property
+    def non_transactional_reason(self) -> str | None:
+        """Why the UP section runs outside a transaction (None when it runs in one)."""
+        return transaction_reason(self, self.up)
+
+    @cached_property
+    def legacy_checksums(self) -> frozenset[str]:
+        """Checksums earlier versions stored for this content: the raw bytes, LF or CRLF, with or without a BOM."""
+        text = self.up.file_text.replace("\r\n", "\n").replace("\r", "\n")
+        lf = text.encode("utf-8")
+        crlf = text.replace("\n", "\r\n").encode("utf-8")
+        found = {hashlib.sha256(v).hexdigest() for v in (lf, crlf, _BOM + lf, _BOM + crlf)}
+        if self.raw_checksum:
+            found.add(self.raw_checksum)
+        found.discard(self.checksum)
+        return frozenset(found)
+
+    def checksum_matches(self, stored: str | None) -> bool:
+        """True when `stored` is this file's checksum, or an old-style one of the same content."""
+        return stored == self.checksum or (stored is not None and stored in self.legacy_checksums)
+
+
+def transaction_reason(m: Migration, sec: Section) -> str | None:
+    """Why a section runs outside a transaction: a directive, a marker option, or its first such statement."""
+    if m.directives.transaction is not None:
+        if m.directives.transaction:
+            return None
+        return m.directives.transaction_source or "-- migrate-job: transaction=off"
+    if sec.transaction is not None:
+        return None if sec.transaction else (sec.transaction_source or "transaction:false")
+    first = next((s for s in sec.statements if s.non_transactional), None)
+    return None if first is None else sec.reason_of(first)
+
 
 # ---------------------------------------------------------------------------- names
 
@@ -166,16 +245,20 @@ LAYOUTS = ("auto", "numbered", "golang", "flyway")
 
 @dataclass(frozen=True)
 class _Name:
-    family: str  # numbered | golang | flyway
+    family: str  # numbered | golang | flyway | pattern
     version: Version | None
     name: str
     role: str  # up | down | repeatable
 
 
-def _classify(filename: str) -> _Name | None:
+def _version(text: str, order: str) -> Version:
+    return Version.lexical(text) if order == "lexical" else Version.parse(text)
+
+
+def _classify(filename: str, order: str = "numeric") -> _Name | None:
     m = _GOLANG.match(filename)
     if m:
-        return _Name("golang", Version.parse(m["version"]), m["name"], m["dir"])
+        return _Name("golang", _version(m["version"], order), m["name"], m["dir"])
     m = _FLYWAY.match(filename)
     if m:
         prefix = m["prefix"]
@@ -185,7 +268,7 @@ def _classify(filename: str) -> _Name | None:
             return _Name("flyway", None, m["name"], "repeatable")
         if not m["version"]:
             return None
-        return _Name("flyway", Version.parse(m["version"]), m["name"], "down" if prefix == "U" else "up")
+        return _Name("flyway", _version(m["version"], order), m["name"], "down" if prefix == "U" else "up")
     m = _NUMBERED_TS.match(filename)
     if m:
         name = m["name"]
@@ -193,7 +276,10 @@ def _classify(filename: str) -> _Name | None:
         for suffix in _ROLLBACK_SUFFIXES:
             if name.endswith(suffix):
                 name, role = name[: -len(suffix)], "down"
-        return _Name("numbered", Version((int(m["date"] + m["time"]),)), name, role)
+        version = (
+            Version.lexical(m["date"] + m["time"]) if order == "lexical" else Version((int(m["date"] + m["time"]),))
+        )
+        return _Name("numbered", version, name, role)
     m = _NUMBERED.match(filename)
     if m:
         name = m["name"] or ""
@@ -201,17 +287,78 @@ def _classify(filename: str) -> _Name | None:
         for suffix in _ROLLBACK_SUFFIXES:
             if name.endswith(suffix):
                 name, role = name[: -len(suffix)], "down"
-        return _Name("numbered", Version((int(m["version"]),)), name, role)
+        version = Version.lexical(m["version"]) if order == "lexical" else Version((int(m["version"]),))
+        return _Name("numbered", version, name, role)
     return None
+
+
+# Values of a MIGRATE_FILENAME_PATTERN `direction` group (compared in lower case).
+DIRECTIONS = {
+    "up": "up",
+    "do": "up",
+    "apply": "up",
+    "upgrade": "up",
+    "forward": "up",
+    "down": "down",
+    "rollback": "down",
+    "undo": "down",
+    "revert": "down",
+    "downgrade": "down",
+}
+
+
+def _classify_pattern(path: Path, regex: re.Pattern[str], order: str) -> _Name | None:
+    """Version, name and direction of a file named by MIGRATE_FILENAME_PATTERN (None: it does not match)."""
+    m = regex.fullmatch(path.name)
+    if m is None:
+        return None
+    raw = m["version"]
+    if not raw:
+        raise SourceError(f"{path}: the `version` group of MIGRATE_FILENAME_PATTERN matched nothing", file=str(path))
+    try:
+        version = _version(raw, order)
+    except ValueError:
+        raise SourceError(
+            f"{path}: version {raw!r} (from MIGRATE_FILENAME_PATTERN) is not a number; "
+            "set MIGRATE_ORDER=lexical to order versions as text",
+            file=str(path),
+        ) from None
+    groups = regex.groupindex
+    name = (m["name"] or "") if "name" in groups else path.name.removesuffix(".sql")
+    role = "up"
+    if "direction" in groups and m["direction"]:
+        role = DIRECTIONS.get(m["direction"].lower(), "")
+        if not role:
+            raise SourceError(
+                f"{path}: direction {m['direction']!r} (from MIGRATE_FILENAME_PATTERN) is not one of "
+                f"{', '.join(sorted(DIRECTIONS))}",
+                file=str(path),
+            )
+    return _Name("pattern", version, name, role)
 
 
 # ---------------------------------------------------------------------------- contents
 
 _MARKER = re.compile(
-    r"^[ \t]*--[ \t]*(?:\+migrate[ \t]+|migrate:[ \t]*)?(?P<dir>up|down)\b[ \t]*"
-    r"(?:transaction:(?P<tx>true|false))?[ \t]*(?:--[^\r\n]*)?\r?$",
+    r"^[ \t]*--[ \t]*(?:(?P<tool>\+migrate|\+goose)[ \t]+|migrate:)?(?P<dir>up|down)\b[ \t]*"
+    r"(?:transaction:(?P<tx>true|false)|(?P<notx>notransaction))?[ \t]*(?:--[^\r\n]*)?\r?$",
     re.IGNORECASE | re.MULTILINE,
 )
+# `-- +tool words`: goose / sql-migrate annotations, or another tool's we do not know.
+_ANNOTATION = re.compile(r"[ \t]*-{2,}[ \t]*\+(?P<tool>[A-Za-z][\w.-]*)[ \t]*(?P<body>[^\r\n]*)")
+_KNOWN_ANNOTATIONS = {
+    "goose": {"statementbegin", "statementend", "no transaction", "envsub off"},
+    "migrate": {"statementbegin", "statementend"},
+}
+# A comment line that is nothing but a direction word (with punctuation, an optional `migrate`/`migration`
+# prefix, a `migration`/`section` suffix, a remark in parentheses): a marker of some tool we do not know.
+_PREFIXES = {"migrate", "migration", "migrations"}
+_SUFFIXES = {"migration", "migrations", "section", "script"}
+_REMARK = re.compile(r"\([^()\r\n]*\)\s*$")
+_NON_WORD = re.compile(r"[^0-9a-z]+")
+_DIRECTION_WORDS = {"up", "down", "rollback", "undo", "revert", "downgrade", "upgrade"}
+_POSTGRES_MIGRATIONS = re.compile(r"[ \t]*--[ \t]*postgres-migrations[ \t]+(?P<word>[\w-]+)[ \t]*\r?$", re.I | re.M)
+_KNOWN_MARKERS = "`-- UP`/`-- DOWN`, `-- migrate:up`/`-- migrate:down`, `-- +goose Up`/`Down`, `-- +migrate Up`/`Down`"
 _COMMENT_LINE = re.compile(r"\n[ \t]*--")
 _DIRECTIVE = re.compile(r"^[ \t]*--[ \t]*migrate-job:[ \t]*(?P<body>[^\r\n]*)\r?$", re.IGNORECASE | re.MULTILINE)
 _DIRECTIVE_KEYS = {"transaction", "lock_timeout", "statement_timeout", "baseline", "lint_disable"}
@@ -233,6 +380,7 @@ def _decode(path: Path, data: bytes) -> str:
 
 def parse_directives(path: Path, text: str) -> Directives:
     values: dict[str, str] = {}
+    source: str | None = None
     if "migrate-job" not in text.lower():  # exact, cheap pre-check of the regex below
         return Directives()
     for m in _DIRECTIVE.finditer(text):
@@ -250,6 +398,8 @@ def parse_directives(path: Path, text: str) -> Directives:
                     line=line,
                 )
             values[key] = value.strip()
+            if key == "transaction":
+                source = f"-- migrate-job: transaction={values[key]}"
             if key in ("lock_timeout", "statement_timeout"):
                 try:
                     parse_duration(values[key])
@@ -271,16 +421,108 @@ def parse_directives(path: Path, text: str) -> Directives:
         lock_timeout=values.get("lock_timeout"),
         statement_timeout=values.get("statement_timeout"),
         lint_disable=tuple(r.strip().upper() for r in values.get("lint_disable", "").split(",") if r.strip()),
+        transaction_source=source if transaction is not None else None,
     )
+
+
+@dataclass
+class _Scan:
+    """What the comment lines of a file say: section markers and other tools' transaction directives."""
+
+    markers: list[re.Match[str]] = field(default_factory=list)
+    no_transaction: str | None = None  # the directive line, e.g. "-- +goose NO TRANSACTION"
+
+
+def _refuse_line(path: Path, text: str, pos: int, why: str) -> SourceError:
+    line = text.count("\n", 0, pos) + 1
+    nl = text.find("\n", pos)
+    shown = text[pos : len(text) if nl < 0 else nl].strip()
+    return SourceError(f"{path}:{line}: {shown!r} {why}", file=str(path), line=line)
+
+
+def _annotation(path: Path, text: str, pos: int, scan: _Scan) -> bool:
+    """Handle a `-- +tool ...` line; True when it was one. Unknown tools' direction markers are refused."""
+    m = _ANNOTATION.match(text, pos)
+    if m is None:
+        return False
+    tool = m["tool"].lower()
+    body = " ".join(m["body"].lower().split())
+    if tool in _KNOWN_ANNOTATIONS:
+        if body in _KNOWN_ANNOTATIONS[tool]:
+            if body == "no transaction":
+                scan.no_transaction = "-- +goose NO TRANSACTION"
+            return True
+        if tool == "goose" and body == "envsub on":
+            raise _refuse_line(
+                path,
+                text,
+                pos,
+                "turns on goose's environment substitution, which migrate-job does not do: the "
+                "file would run with its ${VAR} references unreplaced; replace them in the file",
+            )
+        raise _refuse_line(path, text, pos, f"is not a {tool} annotation migrate-job understands ({_KNOWN_MARKERS})")
+    first = body.split(" ", 1)[0].strip(":;,.()[]") if body else ""
+    if first in _DIRECTION_WORDS:
+        raise _refuse_line(
+            path,
+            text,
+            pos,
+            f"looks like a section marker of a tool migrate-job does not know; it would run the "
+            f"whole file as UP. Use one of {_KNOWN_MARKERS}, or reword the comment",
+        )
+    return True
+
+
+def _scan(path: Path, text: str) -> _Scan:
+    """Markers and directives on the file's comment lines; refuses marker-like lines it does not understand."""
+    # Only lines starting with `--` can be markers: find those fast, then look at each.
+    starts = [m.start() + 1 for m in _COMMENT_LINE.finditer(text)]
+    if text.lstrip(" \t").startswith("--"):
+        starts.insert(0, 0)
+    scan = _Scan()
+    for pos in starts:
+        marker = _MARKER.match(text, pos)
+        if marker is not None:
+            scan.markers.append(marker)
+            continue
+        if _annotation(path, text, pos, scan):
+            continue
+        tool_line = _POSTGRES_MIGRATIONS.match(text, pos)
+        if tool_line is not None:
+            if tool_line["word"].lower() != "disable-transaction":
+                raise _refuse_line(path, text, pos, "is not a postgres-migrations directive migrate-job understands")
+            scan.no_transaction = "-- postgres-migrations disable-transaction"
+            continue
+        if _marker_like(text, pos):
+            raise _refuse_line(
+                path,
+                text,
+                pos,
+                f"looks like a section marker migrate-job does not understand; it would run the "
+                f"whole file as UP. Use one of {_KNOWN_MARKERS}, or reword the comment",
+            )
+    return scan
+
+
+def _marker_like(text: str, pos: int) -> bool:
+    """Whether the comment line at `pos` is only a direction word (`--- DOWN`, `-- migrate: down`, `--DOWN:`)."""
+    nl = text.find("\n", pos)
+    line = _REMARK.sub("", text[pos : len(text) if nl < 0 else nl].lower())
+    words = _NON_WORD.split(line.strip())
+    words = [w for w in words if w]
+    if words and words[-1] in _SUFFIXES and len(words) > 1:
+        words.pop()
+    if len(words) == 2 and words[0] in _PREFIXES:
+        return words[1] in ("up", "down", "rollback", "undo", "revert")
+    return words in (["up"], ["down"])
 
 
 def split_sections(path: Path, text: str) -> tuple[Section, Section | None]:
     """UP and DOWN sections of a marker file; a file without markers is all UP."""
-    # Only lines starting with `--` can be markers: find those fast, then match the marker there.
-    starts = [m.start() + 1 for m in _COMMENT_LINE.finditer(text)]
-    if text.lstrip(" \t").startswith("--"):
-        starts.insert(0, 0)
-    markers = [m for pos in starts if (m := _MARKER.match(text, pos))]
+    return _sections(path, text, _scan(path, text).markers)
+
+
+def _sections(path: Path, text: str, markers: list[re.Match[str]]) -> tuple[Section, Section | None]:
     if not markers:
         return Section(path, text, 0, len(text)), None
     ups = [m for m in markers if m["dir"].lower() == "up"]
@@ -290,8 +532,10 @@ def split_sections(path: Path, text: str) -> tuple[Section, Section | None]:
             line = text.count("\n", 0, group[1].start()) + 1
             raise SourceError(f"{path}:{line}: a second -- {label} marker", file=str(path), line=line)
 
-    def tx_of(m: re.Match[str]) -> bool | None:
-        return None if m["tx"] is None else m["tx"].lower() == "true"
+    def section(m: re.Match[str], start: int, end: int) -> Section:
+        tx = None if m["tx"] is None and m["notx"] is None else (m["tx"] or "").lower() == "true"
+        source = " ".join(m.group(0).split()) if tx is not None else None
+        return Section(path, text, start, end, tx, source)
 
     def body_start(m: re.Match[str]) -> int:
         nl = text.find("\n", m.end())
@@ -300,70 +544,94 @@ def split_sections(path: Path, text: str) -> tuple[Section, Section | None]:
     up_m = ups[0] if ups else None
     down_m = downs[0] if downs else None
     if up_m and down_m and down_m.start() < up_m.start():
-        up = Section(path, text, body_start(up_m), len(text), tx_of(up_m))
-        down = Section(path, text, body_start(down_m), up_m.start(), tx_of(down_m))
-        return up, down
+        return section(up_m, body_start(up_m), len(text)), section(down_m, body_start(down_m), up_m.start())
     if up_m is None and down_m is not None:
-        return Section(path, text, 0, down_m.start()), Section(path, text, body_start(down_m), len(text), tx_of(down_m))
+        return Section(path, text, 0, down_m.start()), section(down_m, body_start(down_m), len(text))
     assert up_m is not None
     up_end = down_m.start() if down_m else len(text)
-    up_section = Section(path, text, body_start(up_m), up_end, tx_of(up_m))
-    down_section = Section(path, text, body_start(down_m), len(text), tx_of(down_m)) if down_m else None
+    up_section = section(up_m, body_start(up_m), up_end)
+    down_section = section(down_m, body_start(down_m), len(text)) if down_m else None
     return up_section, down_section
 
 
+def normalise(data: bytes) -> bytes:
+    """The bytes a checksum is taken of: without a leading BOM, line endings (CRLF, CR) as LF."""
+    data = data.removeprefix(_BOM)
+    if b"\r" in data:
+        data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    return data
+
+
 def checksum(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+    """SHA-256 of the normalised content: a checkout that only changes line endings or a BOM keeps it."""
+    return hashlib.sha256(normalise(data)).hexdigest()
 
 
 # ---------------------------------------------------------------------------- folder
 
 
+def _unreadable(path: Path, why: str) -> SourceError:
+    return SourceError(f"{path}: cannot read this migration file: {why}", file=str(path))
+
+
 def _sql_files(directory: Path, exclude: Iterable[str]) -> list[Path]:
+    """Every `*.sql` entry (not hidden, not excluded); one that is not a readable regular file is an error."""
     if not directory.is_dir():
         raise SourceError(f"{directory}: migrations folder not found (set --dir or MIGRATE_DIR)", file=str(directory))
     skip = {name.lower() for name in exclude}
+    names: list[str] = []
     with os.scandir(directory) as entries:  # DirEntry.is_file() needs no stat; sort names, not Paths
-        names = sorted(
-            e.name
-            for e in entries
-            if e.name.lower().endswith(".sql")
-            and not e.name.startswith(".")
-            and e.name.lower() not in skip
-            and e.is_file()
-        )
-    return [directory / name for name in names]
+        for e in entries:
+            lower = e.name.lower()
+            if not lower.endswith(".sql") or e.name.startswith(".") or lower in skip:
+                continue
+            try:
+                regular = e.is_file()  # follows symlinks: a dangling link, a loop, a directory, a FIFO ...
+            except OSError:
+                regular = False
+            if not regular:
+                raise _unreadable(directory / e.name, _not_a_file(directory / e.name))
+            names.append(e.name)
+    return [directory / name for name in sorted(names)]
 
 
-def load(directory: Path, *, layout: str = "auto", exclude: Iterable[str] = SCHEMA_FILE_NAMES) -> list[Migration]:
+def _not_a_file(path: Path) -> str:
+    try:
+        st = path.stat()
+    except OSError as exc:  # ENOENT: dangling symlink (a missing mount looks like this); ELOOP: a link loop
+        what = "a symbolic link to nothing" if path.is_symlink() and exc.errno == errno.ENOENT else "not accessible"
+        return f"{what} ({os.strerror(exc.errno) if exc.errno else type(exc).__name__})"
+    if stat.S_ISDIR(st.st_mode):
+        return "it is a directory"
+    return "not a regular file"
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise _unreadable(path, os.strerror(exc.errno) if exc.errno else type(exc).__name__) from None
+
+
+def load(
+    directory: Path,
+    *,
+    layout: str = "auto",
+    exclude: Iterable[str] = SCHEMA_FILE_NAMES,
+    pattern: str | None = None,
+    order: str = "numeric",
+) -> list[Migration]:
     """Read every migration in `directory`, ordered by version (repeatables last, by name).
 
-    Raises SourceError naming the file for an unparseable name, a duplicate version, a
-    non-UTF-8 file, a mixed layout, or an orphan down file.
+    `pattern` (MIGRATE_FILENAME_PATTERN) replaces the built-in layouts: its `version`, `name` and
+    `direction` groups are read from each file name. `order` (MIGRATE_ORDER) is `numeric` or `lexical`.
+    Raises SourceError naming the file for an unparseable name, a duplicate version, a non-UTF-8 or
+    unreadable file, a mixed layout, or an orphan down file.
     """
     files = _sql_files(directory, exclude)
-    named: list[tuple[Path, _Name]] = []
-    for path in files:
-        n = _classify(path.name)
-        if n is None:
-            raise SourceError(
-                f"{path}: file name does not parse as a migration "
-                "(expected e.g. 0001_create_users.sql, 1_x.up.sql or V1__x.sql)",
-                file=str(path),
-            )
-        named.append((path, n))
-    families = {n.family for _, n in named}
-    if layout != "auto":
-        wrong = [p for p, n in named if n.family != layout]
-        if wrong:
-            raise SourceError(f"{wrong[0]}: does not match MIGRATE_FORMAT={layout}", file=str(wrong[0]), layout=layout)
-    elif len(families) > 1:
-        examples = {n.family: p.name for p, n in named}
-        listing = ", ".join(f"{fam} ({ex})" for fam, ex in sorted(examples.items()))
-        raise SourceError(
-            f"{directory}: mixed migration layouts: {listing}; set MIGRATE_FORMAT or rename",
-            file=str(directory),
-        )
+    named = _named(files, pattern, order)
+    if pattern is None:
+        _check_layout(directory, named, layout)
 
     ups: dict[Version | str, tuple[Path, _Name]] = {}
     downs: dict[Version, Path] = {}
@@ -392,28 +660,75 @@ def load(directory: Path, *, layout: str = "auto", exclude: Iterable[str] = SCHE
     return migrations
 
 
+def _compile(pattern: str) -> re.Pattern[str]:
+    try:
+        return compile_filename_pattern(pattern)
+    except ValueError as exc:
+        raise ConfigError(
+            f"invalid setting MIGRATE_FILENAME_PATTERN: {exc}", setting="MIGRATE_FILENAME_PATTERN"
+        ) from None
+
+
+def _named(files: list[Path], pattern: str | None, order: str) -> list[tuple[Path, _Name]]:
+    regex = _compile(pattern) if pattern is not None else None
+    named: list[tuple[Path, _Name]] = []
+    for path in files:
+        n = _classify_pattern(path, regex, order) if regex is not None else _classify(path.name, order)
+        if n is None:
+            message = (
+                f"{path}: file name does not match MIGRATE_FILENAME_PATTERN {pattern}"
+                if pattern is not None
+                else f"{path}: file name does not parse as a migration "
+                "(expected e.g. 0001_create_users.sql, 1_x.up.sql or V1__x.sql)"
+            )
+            raise SourceError(message, file=str(path), pattern=pattern)
+        named.append((path, n))
+    return named
+
+
+def _check_layout(directory: Path, named: list[tuple[Path, _Name]], layout: str) -> None:
+    families = {n.family for _, n in named}
+    if layout != "auto":
+        wrong = [p for p, n in named if n.family != layout]
+        if wrong:
+            raise SourceError(f"{wrong[0]}: does not match MIGRATE_FORMAT={layout}", file=str(wrong[0]), layout=layout)
+    elif len(families) > 1:
+        examples = {n.family: p.name for p, n in named}
+        listing = ", ".join(f"{fam} ({ex})" for fam, ex in sorted(examples.items()))
+        raise SourceError(
+            f"{directory}: mixed migration layouts: {listing}; set MIGRATE_FORMAT or rename",
+            file=str(directory),
+        )
+
+
 def _read(path: Path, n: _Name, down_path: Path | None) -> Migration:
-    data = path.read_bytes()
+    data = _read_bytes(path)
     text = _decode(path, data)
     directives = parse_directives(path, text)
-    up, down_section = split_sections(path, text)
+    scan = _scan(path, text)
+    if directives.transaction is None and scan.no_transaction is not None:
+        directives = replace(directives, transaction=False, transaction_source=scan.no_transaction)
+    up, down_section = _sections(path, text, scan.markers)
     down = down_section
     if down_path is not None:
         if down is not None:
             raise SourceError(
                 f"{path}: has a -- DOWN section and a separate down file {down_path.name}", file=str(path)
             )
-        down_text = _decode(down_path, down_path.read_bytes())
+        down_text = _decode(down_path, _read_bytes(down_path))
         down = Section(down_path, down_text, 0, len(down_text))
+    normalised = checksum(data)
+    raw = hashlib.sha256(data).hexdigest() if (b"\r" in data or data.startswith(_BOM)) else None
     return Migration(
         version=n.version,
         name=n.name,
         path=path,
-        checksum=checksum(data),
+        checksum=normalised,
         up=up,
         down=down,
         directives=directives,
         layout=n.family,
+        raw_checksum=raw,
     )
 
 
@@ -428,7 +743,16 @@ def next_version(migrations: list[Migration], *, timestamp: str | None = None) -
     assert last.version is not None
     digits = re.match(r"\d+", last.path.name)
     width = len(digits.group(0)) if digits else 4
-    value = last.version.parts[0]
+    value = int(digits.group(0)) if digits else last.version.first
     if width >= 14:  # timestamp folders continue with timestamps
         return "", width
     return str(value + 1).zfill(width), width
+
+
+def name_separator(migrations: list[Migration]) -> str:
+    """`-` when the folder's newest numbered file is named `NNNN-name.sql` (postgres-migrations style), else `_`."""
+    versioned = [m for m in migrations if m.version is not None and m.layout == "numbered"]
+    if not versioned:
+        return "_"
+    match = re.match(r"\d+([_-])", versioned[-1].path.name)
+    return match.group(1) if match else "_"

@@ -177,7 +177,9 @@ def write(directory: Path, files: Mapping[str, str | bytes]) -> Path:
 
 
 def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    """The checksum migrate-job stores for `path`: SHA-256 without a BOM, line endings as LF."""
+    data = path.read_bytes().removeprefix(b"\xef\xbb\xbf").replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    return hashlib.sha256(data).hexdigest()
 
 
 # ---------------------------------------------------------------------------- database

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from job.apply import section_transactional, statements_for, timeouts_ms
+from job.apply import section_transactional, statements_for, timeouts_ms, transaction_modes
 from job.config import load_settings
 from job.errors import SourceError
+from job.script import Block, Session, build
 from job.source import Migration, load
 from job.sqlscan import Statement
 
@@ -209,3 +210,152 @@ def test_timeouts_ms_directive_over_setting(
     m = load_one(tmp_path, f"{directives}\ncreate table t (a int);\n")
     settings = load_settings(lock_timeout=lock, statement_timeout=statement)
     assert timeouts_ms(m, settings) == expected
+
+
+# ---------------------------------------------------------------------------- outside a transaction: what needs one
+
+
+@pytest.mark.parametrize(
+    ("body", "line", "what"),
+    [
+        ("create index concurrently i on t (a);\nlock table t;\n", 2, "LOCK TABLE"),
+        ("vacuum t;\nset local work_mem = '1GB';\n", 2, "SET LOCAL"),
+        ("-- migrate-job: transaction=off\nsavepoint a;\n", 2, "SAVEPOINT"),
+        ("-- +goose NO TRANSACTION\n-- +goose Up\nrelease savepoint a;\n", 3, "RELEASE SAVEPOINT"),
+        ("-- postgres-migrations disable-transaction\nrollback to savepoint a;\n", 2, "ROLLBACK TO SAVEPOINT"),
+        ("do $$ begin commit; end $$;\ndeclare c cursor for select 1;\n", 2, "DECLARE CURSOR without HOLD"),
+        ("-- migrate:up transaction:false\nset transaction isolation level serializable;\n", 2, "SET TRANSACTION"),
+        ("vacuum t;\nset constraints all deferred;\n", 2, "SET CONSTRAINTS"),
+    ],
+)
+def test_statement_needing_a_transaction_outside_one_is_refused(
+    tmp_path: Path, body: str, line: int, what: str
+) -> None:
+    """Outside a transaction, LOCK TABLE, SET LOCAL, SAVEPOINT ... are refused before anything runs."""
+    m = load_one(tmp_path, body)
+    assert not m.transactional
+    with pytest.raises(SourceError) as info:
+        statements_for(m)
+    assert info.value.message.startswith(f"{m.path}:{line}: {what} only works inside a transaction block")
+    assert str(m.non_transactional_reason) in info.value.message
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "vacuum t;\nbegin;\nlock table t;\nset local work_mem = '1GB';\ncommit;\n",
+        "vacuum t;\ndeclare c cursor with hold for select 1;\nclose c;\n",
+        "lock table t;\nset local work_mem = '1GB';\nsavepoint a;\nrelease savepoint a;\n",
+    ],
+)
+def test_statement_needing_a_transaction_is_fine_inside_one(tmp_path: Path, body: str) -> None:
+    """Inside the file's own BEGIN … COMMIT, with HOLD, or in a transactional migration, they are accepted."""
+    m = load_one(tmp_path, body)
+    assert statements_for(m)
+
+
+@pytest.mark.parametrize(
+    ("body", "line", "what"),
+    [
+        ("create table t (a int);\nselect pg_advisory_unlock_all();\n", 2, "pg_advisory_unlock_all()"),
+        ("-- migrate-job: transaction=off\nDISCARD ALL;\n", 2, "DISCARD ALL"),
+        ("do $$\nbegin\n  perform pg_catalog.pg_advisory_unlock_all();\nend $$;\n", 1, "pg_advisory_unlock_all()"),
+    ],
+)
+def test_releasing_advisory_locks_is_refused(tmp_path: Path, body: str, line: int, what: str) -> None:
+    """A migration that would release the runner's advisory lock is refused at validation, with file:line."""
+    m = load_one(tmp_path, body)
+    with pytest.raises(SourceError) as info:
+        statements_for(m)
+    assert info.value.message.startswith(f"{m.path}:{line}: {what}")
+    assert "advisory lock" in info.value.message
+
+
+# ---------------------------------------------------------------------------- BEGIN options
+
+
+@pytest.mark.parametrize(
+    ("body", "first"),
+    [
+        (
+            "BEGIN ISOLATION LEVEL SERIALIZABLE;\ninsert into t values (1);\nCOMMIT;\n",
+            "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE",
+        ),
+        (
+            "start transaction isolation level repeatable read, deferrable;\nselect 1;\ncommit;\n",
+            "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, DEFERRABLE",
+        ),
+        ("begin read write;\nselect 1;\ncommit;\n", "SET TRANSACTION READ WRITE"),
+    ],
+)
+def test_begin_options_become_set_transaction(tmp_path: Path, body: str, first: str) -> None:
+    """The file's BEGIN ISOLATION LEVEL … is honoured as SET TRANSACTION, the first statement of its transaction."""
+    m = load_one(tmp_path, body)
+    stmts = statements_for(m)
+    assert stmts[0].text == first
+    assert "BEGIN" not in " ".join(s.text.upper() for s in stmts)
+    script = build([Block(stmts, 5000, 0, "select 'history'")], Session())
+    assert script.text.splitlines()[:2] == ["BEGIN;", first + ";"]  # before any query: MARK_START is a SELECT
+
+
+@pytest.mark.parametrize(
+    ("body", "line", "why"),
+    [
+        ("begin isolation level serializable, read only;\nselect 1;\ncommit;\n", 1, "READ ONLY cannot be honoured"),
+        ("select 1;\nbegin isolation level serializable;\nselect 2;\ncommit;\n", 2, "first statement"),
+        ("begin;\nselect 1;\ncommit;\nbegin isolation level serializable;\ncommit;\n", 4, "first statement"),
+    ],
+)
+def test_begin_options_that_cannot_be_honoured_are_refused(tmp_path: Path, body: str, line: int, why: str) -> None:
+    """READ ONLY, or options on a BEGIN that is not the first statement, are refused with file:line."""
+    m = load_one(tmp_path, body)
+    with pytest.raises(SourceError) as info:
+        statements_for(m)
+    assert info.value.message.startswith(f"{m.path}:{line}: ")
+    assert why in info.value.message
+
+
+def test_begin_options_run_as_written_outside_a_transaction(tmp_path: Path) -> None:
+    """In a non-transactional file the BEGIN ISOLATION LEVEL … runs as written (the server honours it)."""
+    m = load_one(tmp_path, "-- migrate-job: transaction=off\nbegin isolation level serializable;\nselect 1;\ncommit;\n")
+    assert texts(statements_for(m))[0] == "begin isolation level serializable"
+    assert transaction_modes(m) == ("ISOLATION LEVEL SERIALIZABLE",)
+
+
+# ---------------------------------------------------------------------------- DO blocks that commit
+
+
+def test_do_block_that_commits_runs_outside_a_transaction(tmp_path: Path) -> None:
+    """A DO block with COMMIT makes the migration non-transactional, saying why and where."""
+    body = "create table t (a int);\ndo $$\nbegin\n  insert into t values (1);\n  commit;\nend $$;\n"
+    m = load_one(tmp_path, body)
+    assert not m.transactional
+    assert m.non_transactional_reason == "DO block commits (line 5)"
+    assert texts(statements_for(m)) == ["create table t (a int)", body.split(";\n", 1)[1].rstrip().rstrip(";")]
+
+
+def test_do_block_that_commits_in_a_forced_transaction_is_refused(tmp_path: Path) -> None:
+    """`transaction=on` with a DO block that commits is refused (it would fail with 2D000)."""
+    m = load_one(tmp_path, "-- migrate-job: transaction=on\ndo $$ begin commit; end $$;\n")
+    with pytest.raises(SourceError) as info:
+        statements_for(m)
+    assert info.value.message.startswith(f"{m.path}:2: DO block commits (line 2): this statement cannot run")
+
+
+@pytest.mark.parametrize(
+    ("body", "line"),
+    [
+        ("begin;\ncreate table t (a int);\ncreate index concurrently i on t (a);\ncommit;\n", 3),
+        ("-- migrate-job: transaction=off\nstart transaction;\nvacuum t;\ncommit;\n", 3),
+        ("begin;\ndo $$ begin commit; end $$;\ncommit;\n", 2),
+    ],
+)
+def test_non_transactional_statement_inside_the_files_own_block_is_refused(
+    tmp_path: Path, body: str, line: int
+) -> None:
+    """CONCURRENTLY, VACUUM or a committing DO between the file's BEGIN and COMMIT is refused before anything runs."""
+    m = load_one(tmp_path, body)
+    with pytest.raises(SourceError) as info:
+        statements_for(m)
+    assert info.value.message.startswith(f"{m.path}:{line}: ")
+    assert "inside the file's own BEGIN … COMMIT" in info.value.message

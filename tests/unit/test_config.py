@@ -328,3 +328,42 @@ def test_settings_are_frozen() -> None:
     with pytest.raises(Exception, match="frozen"):
         s.lock_timeout = 1.0
     assert isinstance(s, Settings)
+
+
+# ---------------------------------------------------------------------------- file names: pattern and order
+
+
+def test_filename_pattern_and_order_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """MIGRATE_FILENAME_PATTERN and MIGRATE_ORDER are read from the environment."""
+    monkeypatch.setenv("MIGRATE_FILENAME_PATTERN", r"(?P<version>\d+)-(?P<name>.+)\.sql")
+    monkeypatch.setenv("MIGRATE_ORDER", "lexical")
+    s = load_settings()
+    assert (s.filename_pattern, s.order) == (r"(?P<version>\d+)-(?P<name>.+)\.sql", "lexical")
+
+
+@pytest.mark.parametrize(
+    ("var", "value", "words"),
+    [
+        ("MIGRATE_FILENAME_PATTERN", "(?P<version>\\d+", "not a valid regular expression"),
+        ("MIGRATE_FILENAME_PATTERN", "(?P<v>\\d+)\\.sql", "named group `version`"),
+        ("MIGRATE_ORDER", "alphabetic", "numeric"),
+    ],
+)
+def test_bad_filename_settings_name_the_setting(
+    monkeypatch: pytest.MonkeyPatch, var: str, value: str, words: str
+) -> None:
+    """An unusable pattern or order is a configuration error (exit 2) naming the setting."""
+    monkeypatch.setenv(var, value)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert info.value.exit_code == ExitCode.CONFIG
+    assert var in info.value.message and words in info.value.message
+
+
+def test_filename_pattern_excludes_forced_layout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pattern together with MIGRATE_FORMAT is refused: the pattern replaces the layout detection."""
+    monkeypatch.setenv("MIGRATE_FILENAME_PATTERN", r"(?P<version>\d+)\.sql")
+    monkeypatch.setenv("MIGRATE_FORMAT", "golang")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert "MIGRATE_FILENAME_PATTERN" in info.value.message and "MIGRATE_FORMAT" in info.value.message

@@ -216,6 +216,11 @@ RULE_CASES: list[tuple[str, str, str]] = [
         "ALTER TABLE users ADD COLUMN email_domain text;\n"
         "UPDATE users SET email_domain = split_part(email, '@', 2) WHERE id BETWEEN 1 AND 10000;",
     ),
+    (
+        "MJ023",
+        "CREATE TABLE audit (id int);\nCREATE INDEX CONCURRENTLY users_email ON users (email); -- !",
+        "CREATE INDEX CONCURRENTLY users_email ON users (email);",
+    ),
 ]
 CASE_IDS = [f"{rule}-{n}" for n, (rule, _, _) in enumerate(RULE_CASES)]
 
@@ -517,3 +522,17 @@ def test_rules_table() -> None:
     assert len(lines) == 2 + len(RULES)
     assert "| MJ001 `create-index-blocking` | error |" in lines[3]
     assert all(line.count("|") == 5 for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("CREATE TABLE audit (id int);\nDO $$ BEGIN COMMIT; END $$;", [("MJ023", 4)]),
+        ("DO $$ BEGIN COMMIT; END $$;", []),
+        ("CREATE INDEX CONCURRENTLY a ON users (a);\nCREATE INDEX CONCURRENTLY b ON users (b);", []),
+        ("-- migrate-job: transaction=off\nCREATE TABLE audit (id int);\nVACUUM users;", []),
+    ],
+)
+def test_forced_out_of_transaction_warning(body: str, expected: list[tuple[str, int]]) -> None:
+    """MJ023 only when a detected non-transactional statement drags other statements out of the transaction."""
+    assert rules_and_lines(lint_migration(migration(body))) == expected

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from job.plan import Applied, Plan, build_plan
+from job.errors import ValidationFailed
+from job.plan import Applied, Plan, build_plan, rollback_plan
 from job.source import Migration, load
 
 WHEN = datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -317,3 +319,105 @@ def test_status_has_one_row_per_version_for_changed_repeatable(tmp_path: Path) -
     versions = [r.version for r in plan.rows]
     assert len(versions) == len(set(versions)), versions
     assert states(plan) == [("1", "applied"), ("R__views", "pending")]
+
+
+# ---------------------------------------------------------------------------- old-style checksums
+
+
+def write_files(root: Path, files: dict[str, bytes]) -> list[Migration]:
+    folder = root / "migrations"
+    folder.mkdir()
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    return load(folder)
+
+
+@pytest.mark.parametrize(
+    ("applied_bytes", "checkout"),
+    [
+        (b"create table t (a int);\r\n", b"create table t (a int);\r\n"),
+        (b"create table t (a int);\r\n", b"create table t (a int);\n"),
+        (b"\xef\xbb\xbfcreate table t (a int);\n", b"create table t (a int);\r\n"),
+    ],
+)
+def test_raw_byte_checksum_validates_and_is_upgraded(tmp_path: Path, applied_bytes: bytes, checkout: bytes) -> None:
+    """A row with the old raw-byte checksum of the same content is no problem and is listed for upgrade."""
+    (m,) = write_files(tmp_path, {"0001_t.sql": checkout})
+    old = hashlib.sha256(applied_bytes).hexdigest()
+    assert old != m.checksum
+    plan = build_plan([m], [applied(m, checksum=old)])
+    assert plan.ok
+    assert states(plan) == [("1", "applied")]
+    assert plan.checksum_upgrades == (("1", m.checksum),)
+
+
+def test_current_checksum_needs_no_upgrade(tmp_path: Path) -> None:
+    """A row that already holds the normalised checksum is left alone."""
+    (m,) = write_files(tmp_path, {"0001_t.sql": b"create table t (a int);\r\n"})
+    assert build_plan([m], [applied(m)]).checksum_upgrades == ()
+
+
+def test_edit_is_still_modified(tmp_path: Path) -> None:
+    """A file whose content changed is still `modified`, whatever its line endings."""
+    (m,) = write_files(tmp_path, {"0001_t.sql": b"create table t (a bigint);\r\n"})
+    old = hashlib.sha256(b"create table t (a int);\r\n").hexdigest()
+    plan = build_plan([m], [applied(m, checksum=old)])
+    assert [p.kind for p in plan.problems] == ["modified"]
+    assert plan.checksum_upgrades == ()
+
+
+def test_repeatable_with_old_checksum_is_not_rerun(tmp_path: Path) -> None:
+    """An unchanged repeatable recorded with a raw-byte checksum is not re-applied; its row is upgraded."""
+    ms = write_files(tmp_path, {"V1__a.sql": b"select 1;\n", "R__views.sql": b"create view v as select 1;\r\n"})
+    index = by_version(ms)
+    old = hashlib.sha256(b"create view v as select 1;\r\n").hexdigest()
+    plan = build_plan(ms, [applied(index["1"]), applied(index["R__views"], checksum=old)])
+    assert pending_keys(plan) == []
+    assert plan.checksum_upgrades == (("R__views", index["R__views"].checksum),)
+
+
+# ---------------------------------------------------------------------------- lexical order
+
+
+def test_lexical_order_plan(tmp_path: Path) -> None:
+    """With lexical versions, pending ones apply in byte order; a lower pending one is out of order."""
+    folder = tmp_path / "migrations"
+    folder.mkdir()
+    for name in ("2024-01-15_users.sql", "2024-02-01_teams.sql", "2024-01-20_email.sql"):
+        (folder / name).write_text(f"select '{name}';\n", encoding="utf-8")
+    ms = load(folder, pattern=r"(?P<version>[0-9-]+)_(?P<name>\w+)\.sql", order="lexical")
+    index = by_version(ms)
+    assert pending_keys(build_plan(ms, [])) == ["2024-01-15", "2024-01-20", "2024-02-01"]
+    assert pending_keys(build_plan(ms, [], target="2024-01-20")) == ["2024-01-15", "2024-01-20"]
+    plan = build_plan(ms, [applied(index["2024-01-15"]), applied(index["2024-02-01"])])
+    assert [p.kind for p in plan.problems] == ["out_of_order"]
+    assert states(plan) == [("2024-01-15", "applied"), ("2024-01-20", "pending"), ("2024-02-01", "applied")]
+
+
+# ---------------------------------------------------------------------------- rollback: empty downs
+
+
+@pytest.mark.parametrize(
+    "files",
+    [
+        {"1_t.up.sql": b"create table t (a int);\n", "1_t.down.sql": b""},
+        {"1_t.up.sql": b"create table t (a int);\n", "1_t.down.sql": b"-- nothing to undo\n"},
+        {"0001_t.sql": b"-- UP\ncreate table t (a int);\n-- DOWN\n"},
+        {"0001_t.sql": b"-- migrate:up\ncreate table t (a int);\n\n-- migrate:down\n\n"},
+        {"0001_t.sql": b"-- +goose Up\ncreate table t (a int);\n-- +goose Down\n-- +goose StatementBegin\n"},
+        {"0001_t.sql": b"create table t (a int);\n", "0001_t_rollback.sql": b""},
+    ],
+)
+def test_empty_down_is_an_explicit_no_op(tmp_path: Path, files: dict[str, bytes]) -> None:
+    """An empty or comment-only down file or section is rolled back (only its history row goes)."""
+    (m,) = write_files(tmp_path, files)
+    assert rollback_plan([m], [applied(m)], everything=True) == [m]
+    assert m.down is not None and m.down.statements == ()
+
+
+def test_missing_down_is_still_refused(tmp_path: Path) -> None:
+    """A version with no down file or section at all is refused before anything runs."""
+    (m,) = write_files(tmp_path, {"0001_t.sql": b"create table t (a int);\n"})
+    with pytest.raises(ValidationFailed) as info:
+        rollback_plan([m], [applied(m)], everything=True)
+    assert "has no down migration" in info.value.message

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -517,14 +519,44 @@ def test_transactional_auto_and_forced(tmp_path: Path, body: str, transactional:
     [
         b"select 1;\n",
         b"select 1;\r\n",
+        b"select 1;\r",
         "\ufeffselect 'é';\n".encode(),
+        "\ufeffselect 'é';\r\n".encode(),
         b"-- UP\ncreate table t (a int);\n-- DOWN\ndrop table t;\n",
+        b"-- UP\r\ncreate table t (a int);\n-- DOWN\r\ndrop table t;\r\n",
     ],
 )
-def test_checksum_is_sha256_of_bytes(tmp_path: Path, data: bytes) -> None:
-    """The checksum is the SHA-256 of the file's exact bytes (line endings and BOM included)."""
+def test_checksum_is_sha256_of_normalised_content(tmp_path: Path, data: bytes) -> None:
+    """The checksum is the SHA-256 of the file without a BOM and with CRLF/CR line endings as LF."""
     m = load_one(tmp_path, "0001_t.sql", data)
-    assert m.checksum == hashlib.sha256(data).hexdigest()
+    normalised = data.removeprefix(b"\xef\xbb\xbf").replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    assert m.checksum == hashlib.sha256(normalised).hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("stored_form", "checkout"),
+    [
+        (b"select 1;\r\n", b"select 1;\n"),
+        (b"select 1;\n", b"select 1;\r\n"),
+        (b"\xef\xbb\xbfselect 1;\n", b"select 1;\n"),
+        (b"select 1;\n", b"\xef\xbb\xbfselect 1;\r\n"),
+        (b"\xef\xbb\xbfselect 1;\r\n", b"\xef\xbb\xbfselect 1;\r\n"),
+        (b"-- a\r\nselect 1;\n", b"-- a\r\nselect 1;\n"),  # mixed endings: the exact raw bytes
+    ],
+)
+def test_old_raw_byte_checksums_still_match(tmp_path: Path, stored_form: bytes, checkout: bytes) -> None:
+    """A history row holding the raw-byte SHA-256 of the same content (any line endings, BOM) still matches."""
+    m = load_one(tmp_path, "0001_t.sql", checkout)
+    old = hashlib.sha256(stored_form).hexdigest()
+    assert m.checksum_matches(old)
+    assert m.checksum_matches(m.checksum)
+
+
+def test_edited_content_does_not_match_old_checksums(tmp_path: Path) -> None:
+    """A real edit matches neither the new nor any old-style checksum."""
+    m = load_one(tmp_path, "0001_t.sql", b"select 2;\r\n")
+    assert not m.checksum_matches(hashlib.sha256(b"select 1;\r\n").hexdigest())
+    assert not m.checksum_matches(None)
 
 
 def test_checksum_changes_with_whitespace(tmp_path: Path) -> None:
@@ -603,3 +635,346 @@ def test_version_parse_rejects_non_numbers(text: str) -> None:
 def test_version_not_equal_to_string() -> None:
     """A Version never equals a plain string, so keys cannot be confused silently."""
     assert Version.parse("1") != "1"
+
+
+# ---------------------------------------------------------------------------- other tools' markers
+
+GOOSE = """-- +goose Up
+-- +goose StatementBegin
+create function f() returns int language plpgsql as $$ begin return 1; end $$;
+-- +goose StatementEnd
+create table t (a int);
+
+-- +goose Down
+drop table t;
+drop function f();
+"""
+
+
+@pytest.mark.parametrize(
+    ("body", "up", "down"),
+    [
+        (GOOSE, ["create function f", "create table t (a int)"], ["drop table t", "drop function f()"]),
+        ("-- +goose up\nselect 1;\n-- +goose down\nselect 2;\n", ["select 1"], ["select 2"]),
+        ("-- +goose Up\nselect 1;\n", ["select 1"], None),
+        ("-- +migrate Up\nselect 1;\n-- +migrate Down\nselect 2;\n", ["select 1"], ["select 2"]),
+        (
+            "-- +migrate Up\n-- +migrate StatementBegin\nselect 1;\n-- +migrate StatementEnd\n-- +migrate Down\n",
+            ["select 1"],
+            [],
+        ),
+    ],
+)
+def test_goose_and_sql_migrate_markers(tmp_path: Path, body: str, up: list[str], down: list[str] | None) -> None:
+    """goose's `-- +goose Up/Down` and sql-migrate's `-- +migrate Up/Down` split the file; StatementBegin/End are ok."""
+    m = load_one(tmp_path, "00001_t.sql", body)
+    assert [t[: len(u)] for t, u in zip(texts(m), up, strict=True)] == up
+    if down is None:
+        assert m.down is None
+    else:
+        assert [t[: len(d)] for t, d in zip(texts(m, "down"), down, strict=True)] == down
+
+
+@pytest.mark.parametrize(
+    ("body", "transactional", "source"),
+    [
+        ("-- +goose NO TRANSACTION\n-- +goose Up\nselect 1;\n-- +goose Down\nselect 2;\n", False, "+goose"),
+        ("-- +goose no transaction\n-- +goose up\nselect 1;\n", False, "+goose"),
+        ("-- postgres-migrations disable-transaction\ncreate index concurrently i on t (a);\n", False, "postgres"),
+        ("-- postgres-migrations disable-transaction\ncreate table t (a int);\n", False, "postgres"),
+        ("-- +goose NO TRANSACTION\n-- migrate-job: transaction=on\n-- +goose Up\nselect 1;\n", True, None),
+        ("-- +goose Up\nselect 1;\n", True, None),
+    ],
+)
+def test_other_tools_no_transaction_directives(
+    tmp_path: Path, body: str, transactional: bool, source: str | None
+) -> None:
+    """goose's NO TRANSACTION and postgres-migrations' disable-transaction run the file outside a transaction."""
+    m = load_one(tmp_path, "0001_t.sql", body)
+    assert m.transactional is transactional
+    reason = m.non_transactional_reason
+    assert (reason is None) == (source is None)
+    if source is not None:
+        assert reason is not None and source in reason
+
+
+def test_goose_no_transaction_applies_to_down(tmp_path: Path) -> None:
+    """goose's NO TRANSACTION covers both the Up and the Down section."""
+    from job.apply import section_transactional
+
+    m = load_one(
+        tmp_path, "0001_t.sql", "-- +goose NO TRANSACTION\n-- +goose Up\nselect 1;\n-- +goose Down\nselect 2;\n"
+    )
+    assert m.down is not None
+    assert section_transactional(m, m.down) is False
+
+
+def test_sql_migrate_notransaction_option(tmp_path: Path) -> None:
+    """sql-migrate's `-- +migrate Up notransaction` runs that section outside a transaction."""
+    from job.apply import section_transactional
+
+    body = "-- +migrate Up notransaction\nselect 1;\n-- +migrate Down\nselect 2;\n"
+    m = load_one(tmp_path, "0001_t.sql", body)
+    assert m.down is not None
+    assert (m.transactional, section_transactional(m, m.down)) == (False, True)
+    assert m.non_transactional_reason == "-- +migrate Up notransaction"
+
+
+@pytest.mark.parametrize(
+    ("body", "line"),
+    [
+        ("-- +foo Up\nselect 1;\n-- +foo Down\ndrop table t;\n", 1),
+        ("select 1;\n-- +dbtool down\ndrop table t;\n", 2),
+        ("select 1;\n--- DOWN\ndrop table t;\n", 2),
+        ("select 1;\n---- down ----\ndrop table t;\n", 2),
+        ("select 1;\n-- migrate: down\ndrop table t;\n", 2),
+        ("select 1;\n-- migrate down\ndrop table t;\n", 2),
+        ("select 1;\n-- migration: rollback\ndrop table t;\n", 2),
+        ("select 1;\n--DOWN:\ndrop table t;\n", 2),
+        ("select 1;\n-- DOWN:\ndrop table t;\n", 2),
+        ("select 1;\n-- [down]\ndrop table t;\n", 2),
+        ("select 1;\n-- === DOWN ===\ndrop table t;\n", 2),
+        ("select 1;\n-- Down migration\ndrop table t;\n", 2),
+        ("select 1;\n-- DOWN (rollback)\ndrop table t;\n", 2),
+        ("-- UP:\nselect 1;\n", 1),
+        ("-- +goose Up\nselect 1;\n-- +goose Dwn\ndrop table t;\n", 3),
+        ("-- +goose Up\n-- +goose ENVSUB ON\nselect '${X}';\n", 2),
+        ("-- +migrate Up fast\nselect 1;\n", 1),
+        ("-- postgres-migrations ignore\nselect 1;\n", 1),
+    ],
+)
+def test_unknown_markers_are_refused(tmp_path: Path, body: str, line: int) -> None:
+    """A line that looks like a section marker migrate-job does not understand is refused with file:line."""
+    folder = make_dir(tmp_path, {"0001_t.sql": body})
+    with pytest.raises(SourceError) as info:
+        load(folder)
+    assert f"0001_t.sql:{line}:" in info.value.message
+    assert info.value.fields["line"] == line
+
+
+@pytest.mark.parametrize(
+    "comment",
+    [
+        "-- Nothing to undo",
+        "-- shut down the old trigger",
+        "-- Down the road we drop this",
+        "-- up: creates t",
+        "-- Rollback for migration 005_add_analytics_table.sql",
+        "-- rollback: drop table t",
+        "-- Update schema_migrations is handled automatically by migrate-db.sh",
+        "-- download counts per day",
+        "-- +1 for keeping this small",
+        "-- see +goose docs: we used goose before",
+        "-- migrations are applied in order",
+        "-- upgrade the data",
+        "-- postgres-migrations is the tool we used",
+        "----------------------------------------",
+    ],
+)
+def test_ordinary_comments_are_not_markers(tmp_path: Path, comment: str) -> None:
+    """Comments that merely mention up, down, undo or a tool are ordinary comments: the file is all UP."""
+    m = load_one(tmp_path, "0001_t.sql", f"{comment}\ncreate table t (a int);\n")
+    assert texts(m) == ["create table t (a int)"]
+    assert m.down is None
+
+
+# ---------------------------------------------------------------------------- MIGRATE_FILENAME_PATTERN / MIGRATE_ORDER
+
+STAGE = r"migration-(?P<name>[a-z]+)-(?P<version>\d{4})-\d{8}\.sql"
+DATED = r"(?P<version>\d{4}-\d{2}-\d{2}_[a-z0-9_]+)\.sql"
+DIRECTED = r"(?P<version>\d+)-(?P<name>[a-z_]+)\.(?P<direction>[a-z]+)\.sql"
+
+
+@pytest.mark.parametrize(
+    ("pattern", "order", "names", "expected"),
+    [
+        (
+            STAGE,
+            "numeric",
+            ["migration-schema-0010-20240301.sql", "migration-data-0002-20240115.sql", "README.md", "schema.sql"],
+            [("2", "data"), ("10", "schema")],
+        ),
+        (
+            DATED,
+            "lexical",
+            ["2024-02-01_add_email.sql", "2024-01-15_add_users.sql", "2024-01-15_add_teams.sql"],
+            [
+                ("2024-01-15_add_teams", "2024-01-15_add_teams"),
+                ("2024-01-15_add_users", "2024-01-15_add_users"),
+                ("2024-02-01_add_email", "2024-02-01_add_email"),
+            ],
+        ),
+        (
+            r"(?P<version>[A-Za-z0-9]+)__(?P<name>.+)\.sql",
+            "lexical",
+            ["b__x.sql", "B__y.sql", "a__z.sql", "10__w.sql", "9__v.sql"],
+            [("10", "w"), ("9", "v"), ("B", "y"), ("a", "z"), ("b", "x")],
+        ),
+        (
+            DIRECTED,
+            "numeric",
+            ["1-users.apply.sql", "1-users.undo.sql", "2-teams.up.sql", "2-teams.rollback.sql"],
+            [("1", "users"), ("2", "teams")],
+        ),
+    ],
+)
+def test_filename_pattern(
+    tmp_path: Path, pattern: str, order: str, names: list[str], expected: list[tuple[str, str]]
+) -> None:
+    """A pattern's version/name/direction groups name the migrations; order is numeric or by bytes."""
+    folder = make_dir(tmp_path, {n: f"select '{n}';\n" for n in names})
+    migrations = load(folder, pattern=pattern, order=order)
+    assert [(m.key, m.name) for m in migrations] == expected
+    assert all(m.layout == "pattern" for m in migrations)
+
+
+def test_filename_pattern_direction_gives_the_down_file(tmp_path: Path) -> None:
+    """A `direction` of down (or rollback, undo, revert) makes the file the down of its version."""
+    folder = make_dir(tmp_path, {"1-users.up.sql": "create table u (a int);\n", "1-users.undo.sql": "drop table u;\n"})
+    (m,) = load(folder, pattern=DIRECTED)
+    assert m.down is not None
+    assert m.down.path.name == "1-users.undo.sql"
+    assert [s.text for s in m.down.statements] == ["drop table u"]
+
+
+def test_filename_pattern_without_name_group_uses_the_stem(tmp_path: Path) -> None:
+    """Without a `name` group the migration's name is the file name without .sql."""
+    folder = make_dir(tmp_path, {"v0003-prod.sql": "select 1;\n"})
+    (m,) = load(folder, pattern=r"v(?P<version>\d+)-.*\.sql")
+    assert (m.key, m.name) == ("3", "v0003-prod")
+
+
+@pytest.mark.parametrize(
+    ("pattern", "order", "files", "bad_file", "words"),
+    [
+        (STAGE, "numeric", ["migration-data-0001-20240101.sql", "0002_other.sql"], "0002_other.sql", [STAGE]),
+        (DATED, "numeric", ["2024-01-15_add_users.sql"], "2024-01-15_add_users.sql", ["MIGRATE_ORDER=lexical"]),
+        (DIRECTED, "numeric", ["1-users.sideways.sql"], "1-users.sideways.sql", ["'sideways'", "rollback"]),
+        (r"(?P<version>\d*)_x\.sql", "numeric", ["_x.sql"], "_x.sql", ["matched nothing"]),
+    ],
+)
+def test_filename_pattern_bad_files(
+    tmp_path: Path, pattern: str, order: str, files: list[str], bad_file: str, words: list[str]
+) -> None:
+    """A .sql file the pattern does not name (or names badly) is an error naming the file (and the pattern)."""
+    folder = make_dir(tmp_path, dict.fromkeys(files, "select 1;\n"))
+    with pytest.raises(SourceError) as info:
+        load(folder, pattern=pattern, order=order)
+    assert info.value.message.startswith(f"{folder / bad_file}: ")
+    for word in words:
+        assert word in info.value.message
+
+
+@pytest.mark.parametrize("pattern", ["(?P<version>\\d+", "(?P<v>\\d+)\\.sql", "\\d+\\.sql"])
+def test_unusable_filename_pattern_is_a_config_error(tmp_path: Path, pattern: str) -> None:
+    """An invalid regex, or one without a `version` group, is a configuration error (exit 2) naming the setting."""
+    from job.errors import ConfigError, ExitCode
+
+    folder = make_dir(tmp_path, {"1.sql": "select 1;\n"})
+    with pytest.raises(ConfigError) as info:
+        load(folder, pattern=pattern)
+    assert "MIGRATE_FILENAME_PATTERN" in info.value.message
+    assert info.value.exit_code == ExitCode.CONFIG
+
+
+def test_lexical_order_for_built_in_layouts(tmp_path: Path) -> None:
+    """MIGRATE_ORDER=lexical orders numbered files by their version text as written (10 before 9)."""
+    folder = make_dir(tmp_path, dict.fromkeys(["9_b.sql", "10_a.sql", "0011_c.sql"], "select 1;\n"))
+    assert [m.key for m in load(folder, order="lexical")] == ["0011", "10", "9"]
+
+
+@pytest.mark.parametrize(
+    ("low", "high"),
+    [("2024-01-15", "2024-02-01"), ("10", "9"), ("B", "a"), ("a", "b"), ("a", "ab"), ("Z", "é")],
+)
+def test_lexical_versions_compare_by_bytes(low: str, high: str) -> None:
+    """Lexical versions compare as UTF-8 byte strings and are shown as written."""
+    assert Version.lexical(low) < Version.lexical(high)
+    assert low.encode() < high.encode()
+    assert str(Version.lexical(low)) == low
+
+
+# ---------------------------------------------------------------------------- unreadable files
+
+
+def _dangling(folder: Path) -> Path:
+    link = folder / "0001_x.sql"
+    link.symlink_to(folder / "missing-volume" / "0001_x.sql")
+    return link
+
+
+def _loop(folder: Path) -> Path:
+    link = folder / "0001_x.sql"
+    (folder / "0001_y.link").symlink_to(link)
+    link.symlink_to(folder / "0001_y.link")
+    return link
+
+
+def _directory(folder: Path) -> Path:
+    path = folder / "0001_x.sql"
+    path.mkdir()
+    return path
+
+
+def _fifo(folder: Path) -> Path:
+    path = folder / "0001_x.sql"
+    os.mkfifo(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make", "why"),
+    [
+        (_dangling, "symbolic link to nothing"),
+        (_loop, "not accessible"),
+        (_directory, "directory"),
+        (_fifo, "not a regular file"),
+    ],
+)
+def test_unreadable_migration_file_is_an_error(tmp_path: Path, make: Any, why: str) -> None:
+    """A .sql entry that cannot be read as a file (dangling link, loop, directory, FIFO) is an error naming it."""
+    folder = make_dir(tmp_path, {"0002_later.sql": "select 2;\n"})
+    bad = make(folder)
+    with pytest.raises(SourceError) as info:
+        load(folder)
+    assert info.value.message.startswith(f"{bad}: cannot read this migration file")
+    assert why in info.value.message
+
+
+def test_read_error_is_an_error(tmp_path: Path) -> None:
+    """A file whose read fails (here /proc/self/mem: EIO, even for root) is an error naming it with the reason."""
+    folder = make_dir(tmp_path, {})
+    (folder / "0001_x.sql").symlink_to("/proc/self/mem")
+    with pytest.raises(SourceError) as info:
+        load(folder)
+    assert info.value.message == f"{folder / '0001_x.sql'}: cannot read this migration file: Input/output error"
+
+
+def test_unreadable_down_file_is_an_error(tmp_path: Path) -> None:
+    """A golang-migrate down file that is a dangling symlink is an error naming it, not a missing down."""
+    folder = make_dir(tmp_path, {"1_x.up.sql": "select 1;\n"})
+    (folder / "1_x.down.sql").symlink_to(folder / "gone.sql")
+    with pytest.raises(SourceError) as info:
+        load(folder)
+    assert "1_x.down.sql: cannot read this migration file" in info.value.message
+
+
+# ---------------------------------------------------------------------------- hyphen names, next file
+
+
+@pytest.mark.parametrize(
+    ("names", "prefix", "sep"),
+    [
+        (["0001-create-users.sql", "0002-add-email.sql"], "0003", "-"),
+        (["0001_create_users.sql"], "0002", "_"),
+        (["1-init.sql", "2-more.sql"], "3", "-"),
+        ([], "0001", "_"),
+    ],
+)
+def test_next_file_follows_the_folder(tmp_path: Path, names: list[str], prefix: str, sep: str) -> None:
+    """`create` continues the folder's numbering and its `_` or `-` separator (postgres-migrations style)."""
+    from job.source import name_separator, next_version
+
+    migrations = load(make_dir(tmp_path, dict.fromkeys(names, "select 1;\n")))
+    assert next_version(migrations)[0] == prefix
+    assert name_separator(migrations) == sep

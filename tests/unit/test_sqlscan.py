@@ -286,3 +286,182 @@ def test_terminated_plain_statement_gets_plain_semicolon() -> None:
     """A statement without a trailing comment is terminated by a bare `;`."""
     stmt = Statement(text="select 1", offset=0, kind="SelectStmt")
     assert stmt.terminated == "select 1;"
+
+
+# ---------------------------------------------------------------------------- transaction control in PL/pgSQL
+
+BATCHES = """do $$
+declare
+  n int;
+begin
+  for n in 1..10 loop
+    insert into t select generate_series(n * 1000, n * 1000 + 999);
+    if n % 2 = 0 then
+      commit;
+    end if;
+  end loop;
+end
+$$"""
+
+
+@pytest.mark.parametrize(
+    ("sql", "reason", "at"),
+    [
+        ("do $$ begin commit; end $$", "DO block commits", "commit"),
+        ("DO $$ BEGIN ROLLBACK; END $$", "DO block rolls back", "ROLLBACK"),
+        (BATCHES, "DO block commits", "commit;\n    end if"),
+        ("do $$ begin begin begin commit; end; end; end $$", "DO block commits", "commit"),
+        ("do $$ begin while true loop exit when true; commit; end loop; end $$", "DO block commits", "commit"),
+        ("do language plpgsql $x$ begin commit; end $x$", "DO block commits", "commit"),
+        ("do 'begin commit; end'", "DO block commits", "commit"),
+        (
+            "create procedure p() language plpgsql as $$ begin\n commit;\nend $$;\ncall p()",
+            "CALL p() commits",
+            "commit;\nend",
+        ),
+        (
+            "create procedure s.batch() language plpgsql as $$ begin rollback; end $$;\ncall s.batch()",
+            "CALL batch() rolls back",
+            "rollback; end",
+        ),
+        (
+            "create procedure p() language plpgsql as $$ begin commit; end $$;\ndo $$ begin call p(); end $$",
+            "DO block calls p(), which commits",
+            "call p()",
+        ),
+    ],
+)
+def test_transaction_control_in_plpgsql_is_non_transactional(sql: str, reason: str, at: str) -> None:
+    """A DO block (or a CALLed procedure created in the same file) that commits cannot run in a transaction."""
+    stmt = split(sql)[-1]
+    assert stmt.non_transactional
+    assert stmt.non_transactional_reason == reason
+    assert stmt.reason_offset is not None
+    assert sql[stmt.reason_offset :].startswith(at)
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "do $$ begin perform 1; end $$",
+        "do $$ begin raise notice 'commit'; end $$",
+        "do $$ begin -- commit here?\n perform 1; end $$",
+        "do $$ begin execute 'commit'; end $$",
+        "do language plpython3u $$ plpy.commit() $$",
+        "do $$ begin not plpgsql at all; commit; end $$",
+        "call p()",
+        "call s.unknown_procedure(1)",
+        "create procedure p() language plpgsql as $$ begin perform 1; end $$;\ncall p()",
+        "create procedure p() language sql as $$ select 1 $$;\ncall p()",
+        "create function f() returns void language plpgsql as $$ begin perform 1; end $$",
+        "create procedure p() language plpgsql as $$ begin commit; end $$",
+    ],
+)
+def test_plpgsql_without_transaction_control_stays_transactional(sql: str) -> None:
+    """Bodies without COMMIT/ROLLBACK, other languages, unparsable bodies and unknown CALLs stay transactional."""
+    stmt = split(sql)[-1]
+    assert not stmt.non_transactional
+    assert stmt.non_transactional_reason is None
+
+
+@pytest.mark.parametrize(
+    ("sql", "reason"),
+    [
+        ("create index concurrently i on t (a)", "CREATE INDEX CONCURRENTLY"),
+        ("drop index concurrently i", "DROP INDEX CONCURRENTLY"),
+        ("reindex (concurrently) table t", "REINDEX CONCURRENTLY"),
+        ("reindex schema s", "REINDEX SCHEMA"),
+        ("vacuum full t", "VACUUM"),
+        ("alter system set work_mem = '64MB'", "ALTER SYSTEM"),
+        ("create database app", "CREATE DATABASE"),
+        ("alter table t detach partition p concurrently", "DETACH PARTITION CONCURRENTLY"),
+    ],
+)
+def test_non_transactional_reason_names_the_statement(sql: str, reason: str) -> None:
+    """Each statement that cannot run in a transaction says why, pointing at itself."""
+    (stmt,) = split(sql)
+    assert (stmt.non_transactional_reason, stmt.reason_offset) == (reason, 0)
+
+
+# ---------------------------------------------------------------------------- needs a transaction block
+
+
+@pytest.mark.parametrize(
+    ("sql", "needs"),
+    [
+        ("lock table t in access exclusive mode", "LOCK TABLE"),
+        ("LOCK t", "LOCK TABLE"),
+        ("set local lock_timeout = '1s'", "SET LOCAL"),
+        ("SET LOCAL search_path TO app", "SET LOCAL"),
+        ("set transaction isolation level serializable", "SET TRANSACTION"),
+        ("set transaction snapshot '00000003-0000001B-1'", "SET TRANSACTION"),
+        ("set constraints all deferred", "SET CONSTRAINTS"),
+        ("savepoint a", "SAVEPOINT"),
+        ("release savepoint a", "RELEASE SAVEPOINT"),
+        ("rollback to savepoint a", "ROLLBACK TO SAVEPOINT"),
+        ("declare c cursor for select 1", "DECLARE CURSOR without HOLD"),
+        ("declare c scroll cursor without hold for select 1", "DECLARE CURSOR without HOLD"),
+        ("declare c cursor with hold for select 1", None),
+        ("set lock_timeout = '1s'", None),
+        ("set session characteristics as transaction read only", None),
+        ("begin", None),
+        ("commit", None),
+        ("select 1", None),
+    ],
+)
+def test_statements_that_need_a_transaction_block(sql: str, needs: str | None) -> None:
+    """Statements that fail or do nothing outside a transaction block are recognised."""
+    (stmt,) = split(sql)
+    assert stmt.transaction_only == needs
+
+
+# ---------------------------------------------------------------------------- releasing advisory locks
+
+
+@pytest.mark.parametrize(
+    ("sql", "releases"),
+    [
+        ("select pg_advisory_unlock_all()", "pg_advisory_unlock_all()"),
+        ("SELECT pg_catalog.pg_advisory_unlock_all()", "pg_advisory_unlock_all()"),
+        ("select 1 where exists (select pg_advisory_unlock_all())", "pg_advisory_unlock_all()"),
+        ('select "pg_advisory_unlock_all"()', "pg_advisory_unlock_all()"),
+        ("discard all", "DISCARD ALL"),
+        ("do $$ begin perform pg_advisory_unlock_all(); end $$", "pg_advisory_unlock_all() in a DO block"),
+        ("do $$ declare b bool; begin b := pg_advisory_unlock_all(); end $$", "pg_advisory_unlock_all() in a DO block"),
+        ("do $$ begin discard all; end $$", "DISCARD ALL in a DO block"),
+        ("discard plans", None),
+        ("discard temp", None),
+        ("select pg_advisory_unlock(42)", None),
+        ("select 'pg_advisory_unlock_all()'", None),
+        ("select 1 -- pg_advisory_unlock_all()", None),
+        ("comment on table t is 'calls pg_advisory_unlock_all()'", None),
+    ],
+)
+def test_statements_that_release_advisory_locks(sql: str, releases: str | None) -> None:
+    """pg_advisory_unlock_all() calls and DISCARD ALL are found in the parse tree, not in comments or strings."""
+    (stmt,) = split(sql)
+    assert stmt.releases_locks == releases
+
+
+# ---------------------------------------------------------------------------- BEGIN options
+
+
+@pytest.mark.parametrize(
+    ("sql", "modes"),
+    [
+        ("begin", ()),
+        ("begin isolation level serializable", ("ISOLATION LEVEL SERIALIZABLE",)),
+        ("BEGIN ISOLATION LEVEL REPEATABLE READ", ("ISOLATION LEVEL REPEATABLE READ",)),
+        (
+            "start transaction isolation level serializable, read only, deferrable",
+            ("ISOLATION LEVEL SERIALIZABLE", "READ ONLY", "DEFERRABLE"),
+        ),
+        ("start transaction read write", ("READ WRITE",)),
+        ("begin not deferrable", ("NOT DEFERRABLE",)),
+        ("commit", ()),
+    ],
+)
+def test_begin_options_are_kept(sql: str, modes: tuple[str, ...]) -> None:
+    """The options of a file's own BEGIN / START TRANSACTION are read so they can be honoured."""
+    (stmt,) = split(sql)
+    assert stmt.transaction_modes == modes
