@@ -128,7 +128,9 @@ def migrate(settings: Settings, log: Log, state: RunState, run_id: str) -> RunSt
         _raise_problems(plan)
         check_pending(plan, single_transaction=settings.single_transaction)
         lint_gate(settings, migrations, plan.pending)
-        if setup is None:  # our own rows (adopted or schema-file rows are written with new checksums)
+        if setup is None and (not settings.is_production or settings.confirm_production):
+            # Our own rows (adopted and schema-file rows are written with new checksums). Old ones keep
+            # validating, so an unconfirmed production run changes nothing.
             upgrade_checksums(conn, table, plan, log)
         state.pending = list(plan.pending)
         if settings.schema_file is not None and not settings.is_production:
