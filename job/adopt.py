@@ -140,7 +140,7 @@ def search_schemas(conn: Connection, history_schema: str) -> list[str]:
     return list(dict.fromkeys([*on_path, history_schema, "public"]))
 
 
-def detect(conn: Connection, schemas: list[str], own: tuple[str, str]) -> list[Legacy]:
+def detect(conn: Connection, schemas: list[str], own: tuple[str, str], *, strict: bool = False) -> list[Legacy]:
     """Every candidate legacy table (known name) — recognised or not — except our own tables."""
     found_tables = _tables(conn, [*_CANDIDATES, "ar_internal_metadata"])
     siblings: dict[str, set[str]] = {}
@@ -152,6 +152,8 @@ def detect(conn: Connection, schemas: list[str], own: tuple[str, str]) -> list[L
         if (schema, table) in ours or table == "ar_internal_metadata":
             continue
         tool = _tool(table, cols, frozenset(siblings.get(schema, set())))
+        if strict and schema not in schemas:  # a tenant: only its own schema
+            continue
         if table in _ANYWHERE:
             pass
         elif table in _ONLY_IF_RECOGNISED:
@@ -170,14 +172,16 @@ def find_one(
     *,
     table: str | None = None,
     column: str | None = None,
+    strict: bool = False,
 ) -> Legacy | None:
     """The one legacy table to adopt, or None. `table` (MIGRATE_ADOPT_TABLE) names it; `column`
-    (MIGRATE_ADOPT_COLUMN) is the column holding the version or file name. Several candidates → refused."""
+    (MIGRATE_ADOPT_COLUMN) is the column holding the version or file name. Several candidates → refused.
+    `strict`: only tables in `schemas` (a tenant never adopts another tenant's or the shared schema's table)."""
     legacy: Legacy | None
     if table is not None:
         legacy = _explicit(conn, table)
     else:
-        found = detect(conn, schemas, own)
+        found = detect(conn, schemas, own, strict=strict)
         if len(found) > 1:
             names = ", ".join(f"{x.qualified} ({x.label})" for x in found)
             raise ValidationFailed(

@@ -27,7 +27,7 @@ import psycopg
 from psycopg import errors as pgerrors
 from psycopg import sql
 
-from job import history
+from job import cancel, history
 from job.config import Settings, parse_duration
 from job.db import Connection, is_connection_lost, stream_script
 from job.errors import DatabaseUnreachable, Interrupted, MigrationFailed, SourceError
@@ -352,7 +352,7 @@ class Runner:
                     retry_in_s=round(delay, 2),
                     blockers=watcher.found if watcher else [],
                 )
-                time.sleep(delay)
+                cancel.sleep(delay)
                 attempts[retry] += 1
                 first = retry
                 continue

@@ -60,6 +60,37 @@ def _describe(exc: Exception) -> str:
     return name
 
 
+def list_secret_names(*, prefix: str | None, tag: str | None, region: str | None) -> list[str]:
+    """Names of the Secrets Manager secrets whose name starts with `prefix` and/or that carry tag KEY=VALUE
+    (every page of ListSecrets), sorted."""
+    filters: list[dict[str, Any]] = []
+    if prefix:
+        filters.append({"Key": "name", "Values": [prefix]})
+    if tag:
+        key, _, value = tag.partition("=")
+        filters += [{"Key": "tag-key", "Values": [key]}, {"Key": "tag-value", "Values": [value]}]
+    names: set[str] = set()
+    try:
+        paginator = client("secretsmanager", region).get_paginator("list_secrets")
+        for page in paginator.paginate(Filters=filters, PaginationConfig={"PageSize": 100}):
+            for entry in page.get("SecretList", []):
+                name = str(entry.get("Name", ""))
+                tags = {t.get("Key"): t.get("Value") for t in entry.get("Tags", []) or []}
+                if prefix and not name.startswith(prefix):  # the name filter also matches words inside names
+                    continue
+                if tag and tags.get(tag.partition("=")[0]) != tag.partition("=")[2]:
+                    continue
+                names.add(name)
+    except ConfigError:
+        raise
+    except Exception as exc:
+        raise ConfigError(
+            f"MIGRATE_FLEET_SECRETS_PREFIX/TAG: listing Secrets Manager secrets: {_describe(exc)}",
+            setting="MIGRATE_FLEET_SECRETS_PREFIX",
+        ) from None
+    return sorted(names)
+
+
 def get_secret(secret_id: str, *, version_stage: str, region: str | None) -> str:
     """The SecretString of a Secrets Manager secret."""
     try:

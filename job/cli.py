@@ -91,6 +91,10 @@ def _common(argument_default: Any = argparse.SUPPRESS) -> argparse.ArgumentParse
     p.add_argument("--order", choices=ORDERS, help="compare versions as numbers or as text (MIGRATE_ORDER)")
     p.add_argument("--history-table", help="history table name (MIGRATE_HISTORY_TABLE)")
     p.add_argument("--history-schema", help="history table schema (MIGRATE_HISTORY_SCHEMA)")
+    p.add_argument(
+        "--tenant-schema",
+        help="schema-per-tenant: search_path = SCHEMA, public; history in SCHEMA (MIGRATE_TENANT_SCHEMA)",
+    )
     p.add_argument("--log-format", choices=["auto", "json", "console"], help="MIGRATE_LOG_FORMAT")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="MIGRATE_LOG_LEVEL")
     p.add_argument("--lock-wait-timeout", help="how long to wait for the advisory lock (MIGRATE_LOCK_WAIT_TIMEOUT)")
@@ -241,6 +245,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("wait-for-version", "wait until the history has reached VERSION (for application pods)")
     p.add_argument("target_version", metavar="VERSION")
     p.add_argument("--timeout", default="5m", help="how long to wait (default 5m); exit 4 after it")
+
+    p = add("fleet", "run migrate/status/validate/wait-for-version across many databases or tenant schemas")
+    p.add_argument("fleet_action", choices=FLEET_ACTIONS, metavar="ACTION", help="|".join(FLEET_ACTIONS))
+    p.add_argument("target_version", nargs="?", metavar="VERSION", help="wait-for-version: the version to reach")
+    p.add_argument("--targets", dest="fleet_targets", type=Path, help="targets file, .toml/.yaml/.json")
+    p.add_argument("--parallel", dest="fleet_parallel", type=int, help="targets at a time (default 4)")
+    p.add_argument("--max-per-host", dest="fleet_max_per_host", type=int, help="targets at a time on one server")
+    p.add_argument("--canary", dest="fleet_canary", type=int, help="migrate K targets first; stop if one fails")
+    p.add_argument("--max-failures", dest="fleet_max_failures", type=int, help="stop starting targets after F")
+    p.add_argument("--shard", dest="fleet_shard", metavar="I/N", help="only shard I of N (0-based)")
+    p.add_argument("--shards", dest="fleet_shards", type=int, help="N shards; the index is JOB_COMPLETION_INDEX")
+    p.add_argument("--report-file", dest="report_file", type=Path, help="write the JSON report here")
+    p.add_argument("--schemas", dest="fleet_schemas", help="tenant schemas (comma-separated) in DATABASE_URL")
+    p.add_argument("--schemas-query", dest="fleet_schemas_query", help="SQL returning the tenant schemas")
+    p.add_argument("--secrets-prefix", dest="fleet_secrets_prefix", help="Secrets Manager secrets by name prefix")
+    p.add_argument("--secrets-tag", dest="fleet_secrets_tag", metavar="KEY=VALUE", help="Secrets Manager by tag")
+    p.add_argument("--catalog-query", dest="fleet_catalog_query", help="SQL returning id, dsn|secret_id, schema")
+    p.add_argument("--dry-run", action="store_true", default=None, help="migrate: print each target's plan")
+    p.add_argument("--timeout", default="5m", help="wait-for-version: how long to wait (default 5m)")
     return parser
 
 
@@ -266,7 +289,22 @@ _SETTING_ARGS = (
     "config",
     "confirm_production",
     "schema_file",
+    "tenant_schema",
+    "fleet_targets",
+    "fleet_parallel",
+    "fleet_max_per_host",
+    "fleet_canary",
+    "fleet_max_failures",
+    "fleet_shard",
+    "fleet_shards",
+    "report_file",
+    "fleet_schemas",
+    "fleet_schemas_query",
+    "fleet_secrets_prefix",
+    "fleet_secrets_tag",
+    "fleet_catalog_query",
 )
+FLEET_ACTIONS = ("migrate", "status", "validate", "wait-for-version")
 
 COMMANDS = (
     "migrate",
@@ -283,6 +321,7 @@ COMMANDS = (
     "config",
     "lint",
     "diff",
+    "fleet",
 )
 _JOB_COMMANDS = ("migrate", "rollback", "reset", "refresh", "repair")
 _REPORT_COMMANDS = {"config", "diff", "lint", "status", "validate", "create"}
@@ -317,7 +356,11 @@ def main(argv: list[str] | None = None) -> int:
 
     overrides = {k: getattr(args, k) for k in _SETTING_ARGS if hasattr(args, k)}
     overrides["interactive"] = sys.stdin is not None and sys.stdin.isatty()
-    report_style = command in _REPORT_COMMANDS or bool(overrides.get("dry_run"))
+    report_style = (
+        command in _REPORT_COMMANDS
+        or bool(overrides.get("dry_run"))
+        or (command == "fleet" and args.fleet_action in ("status", "validate"))
+    )
     stream = sys.stderr if report_style else sys.stdout
     try:
         settings = load_settings(**overrides)
@@ -371,6 +414,15 @@ def main(argv: list[str] | None = None) -> int:
         "lint": lambda: commands.lint(settings, log, args.files, args.output, sys.stdout),
         "diff": lambda: commands.schema_diff(settings, log, sys.stdout, args.output, args.details),
         "wait": lambda: commands.wait(settings, log, seconds(getattr(args, "timeout", None))),
+        "fleet": lambda: commands.fleet(
+            settings,
+            log,
+            run_id,
+            args.fleet_action,
+            sys.stdout,
+            version=args.target_version,
+            timeout=seconds(args.timeout) or 0.0,
+        ),
         "wait-for-version": lambda: commands.wait_for_version(
             settings, log, args.target_version, seconds(args.timeout) or 0.0
         ),

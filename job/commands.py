@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from job import adopt, baseline, db, guard, history, snapshot, source
+from job import adopt, baseline, cancel, db, guard, history, snapshot, source
 from job.apply import Outcome, Runner, preview, section_transactional, statements_for, transaction_modes
 from job.config import Settings
 from job.errors import ConfigError, SourceError, ValidationFailed
@@ -32,6 +32,28 @@ class RunState:
     pending: list[Migration] = field(default_factory=list)
     current: Migration | None = None
     backup: Any = None
+    version_before: str | None = None  # the highest applied version when the run started (fleet report)
+
+
+def highest_version(rows: list[Any]) -> str | None:
+    """The highest applied (versioned) entry of history rows, as text."""
+    versions = [(a.parsed_version, a.version) for a in rows if a.status == "applied" and a.parsed_version]
+    return max(versions)[1] if versions else None
+
+
+def highest_of(before: str | None, applied: list[str]) -> str | None:
+    """The highest version among `before` and the versions just applied (repeatables ignored)."""
+    from job.source import Version
+
+    best: tuple[Version, str] | None = None
+    for text in [*([before] if before else []), *applied]:
+        try:
+            candidate = (Version.parse(text), text)
+        except ValueError:
+            continue
+        if best is None or candidate[0] > best[0]:
+            best = candidate
+    return best[1] if best else before
 
 
 def table_of(settings: Settings) -> HistoryTable:
@@ -117,6 +139,7 @@ def migrate(settings: Settings, log: Log, state: RunState, run_id: str) -> RunSt
     table = table_of(settings)
     with locked_session(settings, log) as (conn, lock):
         applied, setup = prepare_history(conn, settings, log, migrations, run_id)
+        state.version_before = highest_version(applied)
         plan = build_plan(migrations, applied, target=settings.target, allow_out_of_order=settings.allow_out_of_order)
         log.info(
             "plan",
@@ -240,7 +263,9 @@ def prepare_history(
         if setup is not None:
             return setup
     path = baseline.find_schema_file(settings.dir, settings.schema_load_file) if schema_file else None
-    if path is not None:
+    if path is not None and settings.tenant_schema:
+        log.info("schema.ignored", file=str(path), reason="a tenant schema: migrations build it")
+    elif path is not None:
         if baseline.database_is_empty(conn, table):
             covered = baseline.covered_rows(path, migrations, settings.baseline_version)
 
@@ -262,12 +287,14 @@ def _adoption(
     """The rows adopting another tool's tracking table would record, and the action writing them (with an
     `adopted` audit event naming the table, in the same transaction); None when there is no such table."""
     table = table_of(settings)
+    tenant = settings.tenant_schema
     legacy = adopt.find_one(
         conn,
-        adopt.search_schemas(conn, settings.history_schema),
+        [tenant] if tenant else adopt.search_schemas(conn, settings.history_schema),
         (table.schema, table.table),
         table=settings.adopt_table,
         column=settings.adopt_column,
+        strict=tenant is not None,
     )
     if legacy is None:
         return None
@@ -690,7 +717,7 @@ def wait_for_version(settings: Settings, log: Log, version: str, timeout: float,
                     wanted=version,
                 )
             log.info("schema.waiting", current=str(current) if current else None, wanted=version)
-            time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
+            cancel.sleep(min(interval, max(0.0, deadline - time.monotonic())))
     finally:
         conn.close()
 
@@ -784,3 +811,75 @@ def lint_gate(settings: Settings, migrations: list[Migration], pending: tuple[Mi
             f"`-- migrate-job: lint_disable={first.rule}`",
             problems=[f"{f.file}:{f.line}: {f.rule} {f.message}" for f in errors],
         )
+
+
+# ---------------------------------------------------------------------------- fleets
+
+
+def fleet(
+    settings: Settings,
+    log: Log,
+    run_id: str,
+    action: str,
+    out: TextIO,
+    *,
+    version: str | None = None,
+    timeout: float = 300.0,
+) -> Any:
+    """`fleet migrate|status|validate|wait-for-version`: the single-target command for every target (job.fleet).
+
+    Raises TargetsFailed (exit 8) when some targets failed, or the one exit code every target ended with.
+    """
+    from job import fleet as fleet_mod
+    from job import targets
+    from job.errors import ExitCode, TargetsFailed
+
+    found = targets.load(settings, log)
+
+    def do_migrate(s: Settings, tlog: Log, state: RunState) -> dict[str, Any] | None:
+        migrate(s, tlog, state, run_id)
+        return None
+
+    def do_validate(s: Settings, tlog: Log, state: RunState) -> dict[str, Any] | None:
+        plan = validate(s, tlog, fleet_mod.quiet_output())
+        return {"pending": len(plan.pending)}
+
+    def do_status(s: Settings, tlog: Log, state: RunState) -> dict[str, Any] | None:
+        plan = status(s, tlog, fleet_mod.quiet_output(), "json")
+        states: dict[str, int] = {}
+        for r in plan.rows:
+            states[r.state] = states.get(r.state, 0) + 1
+        versions = [r.version for r in plan.rows if r.state == "applied"]
+        state.version_before = highest_of(None, versions)
+        return {"states": states, "problems": [p.message for p in plan.problems]}
+
+    def do_wait(s: Settings, tlog: Log, state: RunState) -> dict[str, Any] | None:
+        assert version is not None
+        wait_for_version(s, tlog, version, timeout)
+        return None
+
+    if action == "wait-for-version" and version is None:
+        raise ConfigError("fleet wait-for-version needs the VERSION to wait for")
+    actions = {"migrate": do_migrate, "validate": do_validate, "status": do_status, "wait-for-version": do_wait}
+    report = fleet_mod.run(action, settings, log, found, actions[action])
+    if action == "status":
+        out.write(fleet_mod.status_table(report))
+    elif out.isatty():
+        out.write(report.table())
+    code = report.exit_code
+    if report.signum is not None:
+        from job.errors import Interrupted
+
+        raise Interrupted(report.signum)
+    if code != 0:
+        failed = [r for r in report.results if r.state == "failed"]
+        first = f"; first: {failed[0].id}: {failed[0].error}" if failed and failed[0].error else ""
+        error = TargetsFailed(
+            f"fleet {action}: {len(failed)} of {len(report.results)} target(s) failed"
+            + (f", {report.count('not_started')} not started ({report.stopped})" if report.stopped else "")
+            + first,
+            failed=[r.id for r in failed],
+        )
+        error.exit_code = ExitCode(code)
+        raise error
+    return report

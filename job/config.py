@@ -151,6 +151,26 @@ class Settings(BaseSettings):
     dry_run: bool = False
     single_transaction: bool = Field(False, validation_alias=AliasChoices("MIGRATE_SINGLE_TRANSACTION"))
     pipeline: bool = Field(True, validation_alias=AliasChoices("MIGRATE_PIPELINE"))
+    tenant_schema: str | None = Field(None, validation_alias=AliasChoices("MIGRATE_TENANT_SCHEMA"))
+
+    # Fleets (`migrate-job fleet …`): many targets in one run.
+    fleet_targets: Path | None = Field(None, validation_alias=AliasChoices("MIGRATE_FLEET_TARGETS"))
+    fleet_parallel: int = Field(4, ge=1, le=256, validation_alias=AliasChoices("MIGRATE_FLEET_PARALLEL"))
+    fleet_max_per_host: int | None = Field(
+        None, ge=1, le=256, validation_alias=AliasChoices("MIGRATE_FLEET_MAX_PER_HOST")
+    )
+    fleet_canary: int = Field(0, ge=0, validation_alias=AliasChoices("MIGRATE_FLEET_CANARY"))
+    fleet_max_failures: int | None = Field(None, ge=1, validation_alias=AliasChoices("MIGRATE_FLEET_MAX_FAILURES"))
+    fleet_shard: str | None = Field(None, validation_alias=AliasChoices("MIGRATE_FLEET_SHARD"))
+    fleet_shards: int | None = Field(None, ge=1, le=10000, validation_alias=AliasChoices("MIGRATE_FLEET_SHARDS"))
+    job_completion_index: int | None = Field(None, ge=0, validation_alias=AliasChoices("JOB_COMPLETION_INDEX"))
+    report_file: Path | None = Field(None, validation_alias=AliasChoices("MIGRATE_REPORT_FILE"))
+    fleet_schemas: str | None = Field(None, validation_alias=AliasChoices("MIGRATE_FLEET_SCHEMAS"))
+    fleet_schemas_query: str | None = Field(None, validation_alias=AliasChoices("MIGRATE_FLEET_SCHEMAS_QUERY"))
+    fleet_secrets_prefix: str | None = Field(None, validation_alias=AliasChoices("MIGRATE_FLEET_SECRETS_PREFIX"))
+    fleet_secrets_tag: str | None = Field(None, validation_alias=AliasChoices("MIGRATE_FLEET_SECRETS_TAG"))
+    fleet_catalog_query: str | None = Field(None, validation_alias=AliasChoices("MIGRATE_FLEET_CATALOG_QUERY"))
+    fleet_catalog_url: SecretStr | None = Field(None, validation_alias=AliasChoices("MIGRATE_FLEET_CATALOG_URL"))
     interactive: bool = Field(False, exclude=True)  # stdin is a TTY (set by the CLI)
 
     @classmethod
@@ -170,6 +190,27 @@ class Settings(BaseSettings):
     def _pattern(cls, value: str | None) -> str | None:
         if value is not None:
             compile_filename_pattern(value)
+        return value
+
+    @field_validator("tenant_schema")
+    @classmethod
+    def _tenant(cls, value: str | None) -> str | None:
+        return None if value is None else cls._identifier(value)
+
+    @field_validator("fleet_shard")
+    @classmethod
+    def _shard(cls, value: str | None) -> str | None:
+        if value is not None:
+            index, sep, count = value.partition("/")
+            if not (sep and index.isdigit() and count.isdigit() and 0 <= int(index) < int(count)):
+                raise ValueError("expected I/N with 0 <= I < N, e.g. 0/4")
+        return value
+
+    @field_validator("fleet_secrets_tag")
+    @classmethod
+    def _tag(cls, value: str | None) -> str | None:
+        if value is not None and "=" not in value:
+            raise ValueError("expected KEY=VALUE")
         return value
 
     @field_validator("history_schema", "history_table")
@@ -242,21 +283,24 @@ class Settings(BaseSettings):
 
     def secrets(self) -> list[str]:
         """Secret strings that must never be printed (used by the log redactor)."""
-        found: list[str] = []
-        if self.database_url is not None:
-            from psycopg.conninfo import conninfo_to_dict
-
-            url = self.database_url.get_secret_value()
-            try:
-                password = conninfo_to_dict(url).get("password")
-            except Exception:
-                password = None
-            if password:
-                found.append(str(password))
+        found = [p for p in (password_of(self.database_url), password_of(self.fleet_catalog_url)) if p]
         pgpassword = os.environ.get("PGPASSWORD")
         if pgpassword:
             found.append(pgpassword)
         return found
+
+
+def password_of(url: SecretStr | None) -> str | None:
+    """The password inside a connection URL or conninfo, if any (for the log redactor)."""
+    if url is None:
+        return None
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        password = conninfo_to_dict(url.get_secret_value()).get("password")
+    except Exception:
+        return None
+    return str(password) if password else None
 
 
 _FIELD_ENV = {
@@ -279,6 +323,12 @@ def _default_applied_by() -> str:
     except Exception:
         user = str(os.getuid())
     return f"{user}@{socket.gethostname()}"
+
+
+def env_value(name: str) -> str | None:
+    """The value of the environment variable `name` (for settings that name another variable, e.g. a fleet
+    target's `url_env`); None when unset or empty."""
+    return os.environ.get(name) or None
 
 
 def find_config_file(explicit: Path | None) -> Path | None:
@@ -364,6 +414,8 @@ def load_settings(**overrides: Any) -> Settings:
         )
     if not settings.applied_by:
         settings = settings.model_copy(update={"applied_by": _default_applied_by()})
+    if settings.tenant_schema and "history_schema" not in settings.model_fields_set:
+        settings = settings.model_copy(update={"history_schema": settings.tenant_schema})  # the tenant's own history
     _ORIGINS.clear()
     _ORIGINS.update(_origins(given, file_origin))
     return settings

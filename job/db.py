@@ -16,6 +16,7 @@ from psycopg import errors as pgerrors
 from psycopg import generators
 from psycopg.pq import ExecStatus
 
+from job import cancel
 from job.config import Settings
 from job.errors import ConfigError, DatabaseUnreachable, Interrupted
 from job.report import Log, add_secret
@@ -80,6 +81,10 @@ def connection_params(settings: Settings) -> dict[str, Any]:
             params[name] = str(value)
     if params.get("password"):
         add_secret(str(params["password"]))
+    if settings.tenant_schema:
+        # The tenant's schema first, for the whole session: RESET ALL (before every migration) returns to it.
+        tenant_path = f"-c search_path={settings.tenant_schema},public"
+        params["options"] = f"{params['options']} {tenant_path}" if params.get("options") else tenant_path
     sslmode = settings.effective_sslmode
     if sslmode:
         params["sslmode"] = sslmode
@@ -153,13 +158,16 @@ def refuse_pooler(settings: Settings) -> None:
 def connect_once(settings: Settings, *, purpose: str, timeout: float = 10.0) -> Connection:
     """One connection attempt. Raises psycopg.OperationalError on failure."""
     params = connection_params(settings)
-    return psycopg.connect(
+    cancel.check()
+    conn = psycopg.connect(
         "",
         autocommit=True,
         application_name=f"{settings.application_name}:{purpose}",
         connect_timeout=max(1, min(int(timeout), 30)),
         **params,
     )
+    cancel.register(conn)
+    return conn
 
 
 def connect(settings: Settings, log: Log, *, purpose: str, timeout: float | None = None) -> Connection:
@@ -186,7 +194,7 @@ def connect(settings: Settings, log: Log, *, purpose: str, timeout: float | None
                     **target_description(settings),
                 ) from None
             log.info("db.waiting", attempt=attempt, error=last, retry_in_s=round(min(delay, remaining), 2))
-            time.sleep(min(delay, remaining))
+            cancel.sleep(min(delay, remaining))
             delay = min(delay * 2, 5.0) * (0.5 + random.random() / 2)
             continue
         if attempt > 1:
@@ -216,9 +224,13 @@ class SideConnection:
             self._conn = None
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
+    """An exception's text on one line (never its class name alone unless it has no text)."""
     text = " ".join(str(exc).split())
     return text or type(exc).__name__
+
+
+_one_line = one_line
 
 
 @dataclass

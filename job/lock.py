@@ -19,6 +19,7 @@ from typing import Any
 
 import psycopg
 
+from job import cancel
 from job.db import Connection, SideConnection
 from job.errors import LockTimeout
 from job.report import Log
@@ -134,7 +135,7 @@ class AdvisoryLock:
             if time.monotonic() >= next_report:
                 self.log.info("lock.waiting", key=self.key, waited_s=round(waited, 1), holders=self.holders())
                 next_report = time.monotonic() + self.report_every
-            time.sleep(min(self.poll_interval, max(0.0, self.wait_timeout - waited)))
+            cancel.sleep(min(self.poll_interval, max(0.0, self.wait_timeout - waited)))
         self.held = True
         self.log.info("lock.acquired", key=self.key, waited_ms=round((time.monotonic() - started) * 1000))
         return self

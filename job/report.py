@@ -35,6 +35,11 @@ def redact_text(text: str, secrets: Sequence[str]) -> str:
 _SECRETS: list[str] = []
 
 
+def secrets_known() -> list[str]:
+    """Every secret registered so far (settings' passwords, AWS secrets, IAM tokens): for redacting reports."""
+    return list(_SECRETS)
+
+
 def add_secret(value: str) -> None:
     """Register a secret learned at run time (AWS secret, IAM token): it is scrubbed from every log line."""
     if value and len(value) >= 4 and value not in _SECRETS:
