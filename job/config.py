@@ -325,6 +325,25 @@ def _default_applied_by() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
+# Settings whose command-line flag is not `--<name with dashes>` (error messages name the flag the user typed).
+FLAGS = {
+    "format": "--layout",
+    "confirm_production": "--yes",
+    "fleet_targets": "--targets",
+    "fleet_parallel": "--parallel",
+    "fleet_max_per_host": "--max-per-host",
+    "fleet_canary": "--canary",
+    "fleet_max_failures": "--max-failures",
+    "fleet_shard": "--shard",
+    "fleet_shards": "--shards",
+    "fleet_schemas": "--schemas",
+    "fleet_schemas_query": "--schemas-query",
+    "fleet_secrets_prefix": "--secrets-prefix",
+    "fleet_secrets_tag": "--secrets-tag",
+    "fleet_catalog_query": "--catalog-query",
+}
+
+
 def env_value(name: str) -> str | None:
     """The value of the environment variable `name` (for settings that name another variable, e.g. a fleet
     target's `url_env`); None when unset or empty."""
@@ -395,7 +414,7 @@ def load_settings(**overrides: Any) -> Settings:
         given_by_flag = field in overrides and overrides.get(field) is not None
         env_var = env_name(field)
         if given_by_flag:
-            name = f"--{field.replace('_', '-')}"
+            name = FLAGS.get(field, f"--{field.replace('_', '-')}")
         elif cfg is not None and field in file_values and not os.environ.get(env_var):
             line = cfg.line_of(field, None if file_origin[field] == cfg.where(None) else file_env)
             raise ConfigError(

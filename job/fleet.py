@@ -19,10 +19,11 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -130,35 +131,38 @@ def schedule(
 ) -> FleetReport:
     """Run `work` for every target on at most `parallel` threads, in waves (canary first), stopping early on
     failures; a SIGTERM/SIGINT (Interrupted, in this thread) cancels every running target."""
-    results: dict[str, TargetResult] = {}
+    results: dict[str, TargetResult] = {}  # written by the workers themselves: a signal cannot lose one
     scopes: dict[str, cancel.Scope] = {}
+    finished: queue.SimpleQueue[str] = queue.SimpleQueue()
     waves = [list(targets[:canary]), list(targets[canary:])] if 0 < canary < len(targets) else [list(targets)]
     failures = 0
     stopped: str | None = None
     signum: int | None = None
-    running: dict[Future[TargetResult], Target] = {}
     pool = ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix="target")
 
-    def collect(futures: set[Future[TargetResult]]) -> None:
-        nonlocal failures
-        for future in futures:
-            target = running.pop(future)
-            result = future.result()
-            results[target.id] = result
-            if result.exit_code:
-                failures += 1
+    def worker(target: Target, scope: cancel.Scope) -> None:
+        try:
+            result = work(target, scope)
+        except BaseException as exc:  # work reports its own failures; this is a last resort
+            result = TargetResult(target.id, FAILED, exit_code=1, error=f"{type(exc).__name__}: {exc}")
+        results[target.id] = result
+        finished.put(target.id)
 
     try:
         for number, wave in enumerate(waves):
-            queue = list(wave)
-            while (queue and stopped is None) or running:
-                while queue and stopped is None and len(running) < parallel:
-                    target = queue.pop(0)
+            waiting = list(wave)
+            in_flight = 0
+            while (waiting and stopped is None) or in_flight:
+                while waiting and stopped is None and in_flight < parallel:
+                    target = waiting.pop(0)
                     scopes[target.id] = cancel.Scope()
-                    running[pool.submit(work, target, scopes[target.id])] = target
-                done, _ = wait(set(running), return_when=FIRST_COMPLETED)
-                collect(done)
-                if max_failures is not None and failures >= max_failures and stopped is None and queue:
+                    in_flight += 1
+                    pool.submit(worker, target, scopes[target.id])
+                done = finished.get()
+                in_flight -= 1
+                if results[done].exit_code:
+                    failures += 1
+                if max_failures is not None and failures >= max_failures and stopped is None and waiting:
                     stopped = f"{failures} failure(s): MIGRATE_FLEET_MAX_FAILURES={max_failures}"
             if number == 0 and len(waves) > 1 and failures and stopped is None:
                 stopped = f"a canary target failed (MIGRATE_FLEET_CANARY={canary})"
@@ -167,9 +171,8 @@ def schedule(
     except Interrupted as exc:
         signum = exc.signum
         stopped = f"interrupted by signal {exc.signum}"
-        for scope in scopes.values():
+        for scope in scopes.values():  # each cancelled target rolls back, records and unlocks, then returns
             scope.cancel(exc.signum)
-        collect(set(running))  # each cancelled target rolls back, records and unlocks, then returns
     finally:
         pool.shutdown(wait=True)
     report = [results.get(t.id) or TargetResult(t.id, NOT_STARTED, error=stopped) for t in targets]

@@ -88,7 +88,7 @@ class Discover:
     schemas: tuple[str, ...] = ()
     schemas_query: str | None = None
     url_env: str | None = None  # the database holding `schemas` (default: the job's own connection)
-    origin: str = ""
+    origin: str = field(default="", compare=False)
 
 
 # ---------------------------------------------------------------------------- pure: files
