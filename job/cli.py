@@ -338,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     error_fields: dict[str, Any] = {}
     try:
         log.debug("run.started", command=command, version=__version__)
-        actions[command]()
+        _run_mapped(actions[command], settings)
     except Interrupted as exc:
         code = exc.exit_code
         applied = [o.migration.key for o in state.applied]
@@ -375,6 +375,23 @@ def main(argv: list[str] | None = None) -> int:
             dry_run=bool(settings.dry_run),
         )
     return int(code)
+
+
+def _run_mapped(action: Callable[[], object], settings: Any) -> None:
+    """Run the command; a database failure outside a migration body becomes a JobError (job.dberror)."""
+    import psycopg
+
+    try:
+        action()
+    except psycopg.Error as exc:
+        from job.db import target_description
+        from job.dberror import as_job_error
+
+        try:
+            target = target_description(settings)
+        except JobError:
+            target = {}
+        raise as_job_error(exc, target) from None
 
 
 def _report_to_orchestrators(

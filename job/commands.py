@@ -70,6 +70,7 @@ def locked_session(settings: Settings, log: Log) -> Iterator[tuple[db.Connection
     db.refuse_pooler(settings)
     lock_conn = db.connect(settings, log, purpose="lock")
     try:
+        db.refuse_read_only(lock_conn, settings)  # exit 9 before the lock: a replica cannot be migrated
         lock = AdvisoryLock(
             lock_conn,
             lock_key(settings.history_schema, settings.history_table),
@@ -79,6 +80,7 @@ def locked_session(settings: Settings, log: Log) -> Iterator[tuple[db.Connection
         with lock:
             work = db.connect(settings, log, purpose="migrate")
             try:
+                history.preflight(work, table_of(settings), write=True)  # shape and GRANTs (exit 2)
                 yield work, lock
             finally:
                 work.close()

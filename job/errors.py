@@ -126,6 +126,13 @@ class ReadOnlyTarget(JobError):
     event = "db.read_only"
 
 
+class UnexpectedDatabaseError(JobError):
+    """A database error outside a migration body that no other class describes (exit 1)."""
+
+    exit_code = ExitCode.MIGRATION_FAILED
+    event = "db.error"
+
+
 class TargetsFailed(JobError):
     """A fleet run where some targets failed and the others succeeded (exit 8)."""
 
