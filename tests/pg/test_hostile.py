@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
@@ -38,7 +39,8 @@ from tests.pg.cli import (
     write,
 )
 from tests.pg.runner import Jobs, free_port, open_transaction
-from tests.pgutil import DevServerFactory
+from tests.pg.tlsproxy import TlsProxy, make_certificate
+from tests.pgutil import DevServerFactory, PgServer
 
 pytestmark = pytest.mark.pg
 
@@ -275,6 +277,72 @@ def test_tls_settings_and_their_precedence(
         assert "does not support TLS" in result.error_text(), result.describe()
     if expected is not None:
         assert expected in result.error_text(), result.describe()
+
+
+@pytest.fixture(scope="module")
+def tls_front(pg_server: PgServer) -> Iterator[tuple[TlsProxy, Path, Path]]:
+    """A TLS front (certificate for IP:127.0.0.1) to the test server, plus a certificate for another name."""
+    root = Path(tempfile.mkdtemp(prefix="migrate-job-tls-"))
+    try:
+        cert, key = make_certificate(root, "server", "IP:127.0.0.1")
+        other, _ = make_certificate(root, "other", "DNS:db.example.internal")
+        parts = urlsplit(pg_server.url())
+        proxy = TlsProxy((parts.hostname or "127.0.0.1", parts.port or 5432), cert, key)
+        proxy.start()
+        try:
+            yield proxy, cert, other
+        finally:
+            proxy.stop()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+TLS_SERVER_CASES = [
+    # (case, env (ROOT = the server's certificate, OTHER = a certificate for another name), exit, TLS used)
+    ("DATABASE_SSL=true: TLS without verification", {"DATABASE_SSL": "true"}, 0, True),
+    (
+        "DATABASE_SSL=true with the right root: verify-full",
+        {"DATABASE_SSL": "true", "MIGRATE_SSLROOTCERT": "ROOT"},
+        0,
+        True,
+    ),
+    ("DATABASE_SSL=false: no TLS", {"DATABASE_SSL": "false"}, 0, False),
+    ("no TLS setting: libpq's prefer", {}, 0, True),
+]
+
+
+@pytest.mark.parametrize(
+    ("env", "code", "tls"), [c[1:] for c in TLS_SERVER_CASES], ids=[c[0] for c in TLS_SERVER_CASES]
+)
+def test_database_ssl_against_a_tls_server(
+    tls_front: tuple[TlsProxy, Path, Path], db_url: str, tmp_path: Path, env: dict[str, str], code: int, tls: bool
+) -> None:
+    """DATABASE_SSL=true connects with TLS (verify-full with a root certificate); false connects without."""
+    proxy, cert, _ = tls_front
+    parts = urlsplit(db_url)
+    url = urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}"))
+    env = {k: str(cert) if v == "ROOT" else v for k, v in env.items()}
+    before = (proxy.tls_connections, proxy.plain_connections)
+    result = migrate_unattended(url, write(tmp_path / "migrations", FILES), **env)
+    assert result.returncode == code, result.describe()
+    tls_used = proxy.tls_connections - before[0]
+    plain_used = proxy.plain_connections - before[1]
+    assert (tls_used > 0, plain_used > 0) == (tls, not tls), (tls_used, plain_used)
+    assert [r["version"] for r in history(db_url)] == ["1", "2"]
+
+
+def test_verify_full_refuses_a_certificate_for_another_name(
+    tls_front: tuple[TlsProxy, Path, Path], db_url: str, tmp_path: Path
+) -> None:
+    """DATABASE_SSL=true with a root certificate verifies the host name: a certificate for another name fails."""
+    proxy, _, other = tls_front
+    parts = urlsplit(db_url)
+    url = urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}"))
+    # The server's certificate is its own root: with `other` as the root it cannot be verified.
+    result = _status(url, tmp_path, DATABASE_SSL="true", MIGRATE_SSLROOTCERT=str(other), MIGRATE_CONNECT_TIMEOUT="1s")
+    assert result.returncode == ExitCode.DB_UNREACHABLE, result.describe()
+    assert "certificate verify failed" in result.error_text(), result.describe()
+    assert history(db_url) == []
 
 
 # ---------------------------------------------------------------------------- the history table
