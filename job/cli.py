@@ -33,6 +33,8 @@ settings (environment variables; CLI flags win over them; durations: 30, 500ms, 
   MIGRATE_IAM_AUTH             RDS IAM auth token as password (host/user from DATABASE_URL, PG* or MIGRATE_DB_*)
   MIGRATE_DB_HOST/PORT/NAME/USER  override parts of the connection
   MIGRATE_SSLMODE, MIGRATE_SSLROOTCERT  TLS (default verify-full when MIGRATE_ENV=production)
+  DATABASE_SSL                 true: TLS (require; verify-full with a root certificate), false: no TLS;
+                               precedence: MIGRATE_SSLMODE > sslmode in the URL > PGSSLMODE > DATABASE_SSL
   MIGRATE_AWS_REGION           AWS region (default: boto3's chain); AWS_ENDPOINT_URL is honoured
  migrations and history
   MIGRATE_DIR                  migrations folder (default ./migrations)            [--dir]
@@ -57,7 +59,8 @@ settings (environment variables; CLI flags win over them; durations: 30, 500ms, 
   MIGRATE_LOCK_TIMEOUT         lock_timeout for each migration (default 5s)       [--lock-timeout]
   MIGRATE_LOCK_RETRIES         retries after a lock timeout (default 10)          [--lock-retries]
   MIGRATE_STATEMENT_TIMEOUT    statement_timeout for migrations (default 0 = off) [--statement-timeout]
-  MIGRATE_CONNECT_TIMEOUT      keep retrying to connect for this long (default 60s)
+  MIGRATE_CONNECT_TIMEOUT      keep retrying to connect for this long (default 60s): refused, timeout,
+                               too many connections, starting up/shutting down, database not created yet
   MIGRATE_ALLOW_POOLER         allow a target that looks like PgBouncer/RDS Proxy (default false)
   MIGRATE_ENV                  environment name; `production` is guarded         [--env]
   MIGRATE_CONFIRM_PRODUCTION   yes = confirm changing production (also MIGRATE_CONFIRM) [--yes]
@@ -432,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
     error_fields: dict[str, Any] = {}
     try:
         log.debug("run.started", command=command, version=__version__)
-        actions[command]()
+        _run_mapped(actions[command], settings)
     except Interrupted as exc:
         code = exc.exit_code
         applied = [o.migration.key for o in state.applied]
@@ -469,6 +472,23 @@ def main(argv: list[str] | None = None) -> int:
             dry_run=bool(settings.dry_run),
         )
     return int(code)
+
+
+def _run_mapped(action: Callable[[], object], settings: Any) -> None:
+    """Run the command; a database failure outside a migration body becomes a JobError (job.dberror)."""
+    import psycopg
+
+    try:
+        action()
+    except psycopg.Error as exc:
+        from job.db import target_description
+        from job.dberror import as_job_error
+
+        try:
+            target = target_description(settings)
+        except JobError:
+            target = {}
+        raise as_job_error(exc, target) from None
 
 
 def _report_to_orchestrators(

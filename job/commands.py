@@ -116,6 +116,7 @@ def locked_session(settings: Settings, log: Log) -> Iterator[tuple[db.Connection
     conn = db.connect(settings, log, purpose="migrate")
     monitor = db.SideConnection(settings)
     try:
+        db.refuse_read_only(conn, settings)  # exit 9 before the lock: a replica cannot be migrated
         lock = AdvisoryLock(
             conn,
             lock_key(settings.history_schema, settings.history_table),
@@ -124,6 +125,7 @@ def locked_session(settings: Settings, log: Log) -> Iterator[tuple[db.Connection
             monitor=monitor,
         )
         with lock:
+            history.preflight(conn, table_of(settings), write=True)  # shape and GRANTs (exit 2)
             yield conn, lock
     finally:
         monitor.close()

@@ -119,6 +119,11 @@ class Settings(BaseSettings):
         None, validation_alias=AliasChoices("MIGRATE_SSLMODE")
     )
     sslrootcert: Path | None = Field(None, validation_alias=AliasChoices("MIGRATE_SSLROOTCERT"))
+    # The Node runner's `.env` convention: true = TLS (at least sslmode=require), false = no TLS.
+    database_ssl: bool | None = Field(None, validation_alias=AliasChoices("DATABASE_SSL", "MIGRATE_DATABASE_SSL"))
+    # libpq's own TLS variables, read here (the only module that reads the environment) for the precedence.
+    libpq_sslmode: str | None = Field(None, validation_alias=AliasChoices("PGSSLMODE"), exclude=True)
+    libpq_sslrootcert: str | None = Field(None, validation_alias=AliasChoices("PGSSLROOTCERT"), exclude=True)
     backup: Literal["auto", "none", "rds-snapshot", "pg-dump"] = Field(
         "auto", validation_alias=AliasChoices("MIGRATE_BACKUP")
     )
@@ -273,13 +278,20 @@ class Settings(BaseSettings):
 
     @property
     def effective_sslmode(self) -> str | None:
-        if self.sslmode:
-            return self.sslmode
-        if self.is_production:
-            return "verify-full"
-        if self.iam_auth:
-            return "require"
-        return None
+        """The sslmode from the settings alone (no sslmode in the URL): see `choose_sslmode`."""
+        return self.tls(url_sslmode=None, url_sslrootcert=None)[0]
+
+    def tls(self, *, url_sslmode: str | None, url_sslrootcert: str | None) -> tuple[str | None, str]:
+        """(sslmode, where it came from) for a connection whose URL/conninfo has these TLS parameters."""
+        return choose_sslmode(
+            explicit=self.sslmode,
+            url=url_sslmode,
+            pgsslmode=self.libpq_sslmode,
+            database_ssl=self.database_ssl,
+            rootcert=bool(self.sslrootcert or url_sslrootcert or self.libpq_sslrootcert),
+            production=self.is_production,
+            iam=self.iam_auth,
+        )
 
     def secrets(self) -> list[str]:
         """Secret strings that must never be printed (used by the log redactor)."""
@@ -301,6 +313,56 @@ def password_of(url: SecretStr | None) -> str | None:
     except Exception:
         return None
     return str(password) if password else None
+
+
+SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
+def choose_sslmode(
+    *,
+    explicit: str | None,
+    url: str | None,
+    pgsslmode: str | None,
+    database_ssl: bool | None,
+    rootcert: bool,
+    production: bool,
+    iam: bool,
+) -> tuple[str | None, str]:
+    """The sslmode of the job's connections and its origin (for messages). None = libpq's default.
+
+    Precedence: MIGRATE_SSLMODE > sslmode in the URL/conninfo > PGSSLMODE > DATABASE_SSL (true: require, or
+    verify-full when a root certificate is configured; false: disable). Then floors that only MIGRATE_SSLMODE
+    can lower: production needs at least verify-full, RDS IAM auth at least require.
+    """
+    if explicit:
+        return explicit, "MIGRATE_SSLMODE"
+    mode: str | None = None
+    origin = "libpq default"
+    if url:
+        mode, origin = url, "sslmode in DATABASE_URL"
+    elif pgsslmode:
+        mode, origin = pgsslmode, "PGSSLMODE"
+    elif database_ssl is not None:
+        if database_ssl:
+            mode = "verify-full" if rootcert else "require"
+            origin = "DATABASE_SSL=true" + (" with a root certificate" if rootcert else "")
+        else:
+            mode, origin = "disable", "DATABASE_SSL=false"
+    floor = None
+    if production:
+        floor = ("verify-full", "MIGRATE_ENV=production")
+    elif iam:
+        floor = ("require", "MIGRATE_IAM_AUTH")
+    if floor and _strength(mode) < _strength(floor[0]):
+        return floor[0], f"{floor[1]} (needs at least sslmode={floor[0]}; MIGRATE_SSLMODE overrides)"
+    return mode, origin
+
+
+def _strength(mode: str | None) -> int:
+    """disable < allow < prefer (libpq's default) < require < verify-ca < verify-full; unknown values lowest."""
+    if mode is None:
+        return SSLMODES.index("prefer")
+    return SSLMODES.index(mode) if mode in SSLMODES else -1
 
 
 _FIELD_ENV = {

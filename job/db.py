@@ -4,21 +4,25 @@ and run a multi-statement script in one round trip while knowing which statement
 from __future__ import annotations
 
 import contextlib
+import functools
 import random
 import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Self
 
 import psycopg
 from psycopg import errors as pgerrors
-from psycopg import generators
+from psycopg import generators, pq
+from psycopg.abc import PQGenConn
 from psycopg.pq import ExecStatus
+from psycopg.waiting import Wait
 
 from job import cancel
 from job.config import Settings
-from job.errors import ConfigError, DatabaseUnreachable, Interrupted
+from job.errors import ConfigError, DatabaseUnreachable, Interrupted, ReadOnlyTarget
 from job.report import Log, add_secret
 
 Connection = psycopg.Connection[Any]
@@ -42,8 +46,34 @@ def connection_params(settings: Settings) -> dict[str, Any]:
 
     1. DATABASE_URL / PG* variables; 2. a Secrets Manager secret; 3. an SSM parameter; with
     MIGRATE_IAM_AUTH=true the password is a fresh RDS IAM token on every call. TLS settings are
-    applied on top. Secrets fetched from AWS are added to the log redactor.
+    applied on top (`apply_tls`). Secrets fetched from AWS are added to the log redactor.
     """
+    from job import aws
+
+    params = _source_params(settings)
+    apply_tls(settings, params)
+    if settings.iam_auth:
+        if params.get("sslmode") in ("disable", "allow", "prefer"):
+            raise ConfigError(
+                "MIGRATE_IAM_AUTH requires TLS: set MIGRATE_SSLMODE to require, verify-ca or verify-full",
+                setting="MIGRATE_SSLMODE",
+            )
+        host, user = params.get("host"), params.get("user")
+        if not host or not user:
+            raise ConfigError(
+                "MIGRATE_IAM_AUTH needs the host and user (DATABASE_URL without password, PG* or MIGRATE_DB_HOST/USER)",
+                setting="MIGRATE_IAM_AUTH",
+            )
+        token = aws.iam_token(
+            host=str(host), port=int(params.get("port") or 5432), user=str(user), region=settings.aws_region
+        )
+        add_secret(token)
+        params["password"] = token
+    return params
+
+
+def _source_params(settings: Settings) -> dict[str, Any]:
+    """The parameters of the configured source with the MIGRATE_DB_* overrides, before TLS and IAM."""
     from job import aws
 
     source = settings.connection_source
@@ -85,29 +115,33 @@ def connection_params(settings: Settings) -> dict[str, Any]:
         # The tenant's schema first, for the whole session: RESET ALL (before every migration) returns to it.
         tenant_path = f"-c search_path={settings.tenant_schema},public"
         params["options"] = f"{params['options']} {tenant_path}" if params.get("options") else tenant_path
-    sslmode = settings.effective_sslmode
+    return params
+
+
+def tls_choice(settings: Settings) -> tuple[str | None, str]:
+    """(sslmode, where it came from) of the job's connections; sslmode None = libpq's default."""
+    raw = _source_params(settings)
+    return settings.tls(url_sslmode=raw.get("sslmode"), url_sslrootcert=raw.get("sslrootcert"))
+
+
+def apply_tls(settings: Settings, params: dict[str, Any]) -> None:
+    """Set sslmode/sslrootcert in `params` by the documented precedence (see config.choose_sslmode).
+
+    A root certificate file that does not exist is a configuration error (exit 2), found before connecting.
+    """
+    sslmode, _ = settings.tls(url_sslmode=params.get("sslmode"), url_sslrootcert=params.get("sslrootcert"))
     if sslmode:
         params["sslmode"] = sslmode
     if settings.sslrootcert:
         params["sslrootcert"] = str(settings.sslrootcert)
-    if settings.iam_auth:
-        if params.get("sslmode") in ("disable", "allow", "prefer"):
-            raise ConfigError(
-                "MIGRATE_IAM_AUTH requires TLS: set MIGRATE_SSLMODE to require, verify-ca or verify-full",
-                setting="MIGRATE_SSLMODE",
-            )
-        host, user = params.get("host"), params.get("user")
-        if not host or not user:
-            raise ConfigError(
-                "MIGRATE_IAM_AUTH needs the host and user (DATABASE_URL without password, PG* or MIGRATE_DB_HOST/USER)",
-                setting="MIGRATE_IAM_AUTH",
-            )
-        token = aws.iam_token(
-            host=str(host), port=int(params.get("port") or 5432), user=str(user), region=settings.aws_region
+    rootcert = params.get("sslrootcert") or settings.libpq_sslrootcert
+    if rootcert and rootcert != "system" and sslmode in ("verify-ca", "verify-full") and not Path(rootcert).is_file():
+        where = "MIGRATE_SSLROOTCERT" if settings.sslrootcert else "sslrootcert"
+        raise ConfigError(
+            f"root certificate file {rootcert} ({where}) does not exist: sslmode={sslmode} cannot verify the "
+            "server without it",
+            setting=where,
         )
-        add_secret(token)
-        params["password"] = token
-    return params
 
 
 def target_description(settings: Settings) -> dict[str, Any]:
@@ -156,10 +190,13 @@ def refuse_pooler(settings: Settings) -> None:
 
 
 def connect_once(settings: Settings, *, purpose: str, timeout: float = 10.0) -> Connection:
-    """One connection attempt. Raises psycopg.OperationalError on failure."""
-    params = connection_params(settings)
+    """One connection attempt. Raises psycopg.Error on failure (see `startup_failure` for its meaning)."""
+    return _open(connection_params(settings), settings, purpose=purpose, timeout=timeout)
+
+
+def _open(params: dict[str, Any], settings: Settings, *, purpose: str, timeout: float) -> Connection:
     cancel.check()
-    conn = psycopg.connect(
+    conn = _JobConnection.connect(
         "",
         autocommit=True,
         application_name=f"{settings.application_name}:{purpose}",
@@ -173,7 +210,8 @@ def connect_once(settings: Settings, *, purpose: str, timeout: float = 10.0) -> 
 def connect(settings: Settings, log: Log, *, purpose: str, timeout: float | None = None) -> Connection:
     """Connect, retrying with capped exponential backoff until `timeout` (default MIGRATE_CONNECT_TIMEOUT).
 
-    Raises DatabaseUnreachable with the last error once the time is up.
+    Only failures that can heal are retried (`startup_failure`); the others raise DatabaseUnreachable
+    at once with the server's reason. Raises DatabaseUnreachable with the last error once the time is up.
     """
     budget = settings.connect_timeout if timeout is None else timeout
     deadline = time.monotonic() + budget
@@ -182,18 +220,33 @@ def connect(settings: Settings, log: Log, *, purpose: str, timeout: float | None
     while True:
         attempt += 1
         remaining = deadline - time.monotonic()
+        params = connection_params(settings)
         try:
-            conn = connect_once(settings, purpose=purpose, timeout=max(1.0, remaining))
-        except psycopg.OperationalError as exc:
-            last = _one_line(exc)
+            conn = _open(params, settings, purpose=purpose, timeout=max(1.0, remaining))
+        except psycopg.Error as exc:
+            failure = startup_failure(exc, params, settings)
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if not failure.retry:
                 raise DatabaseUnreachable(
-                    f"database unreachable after {attempt} attempt(s) in {budget:g}s: {last}",
+                    f"cannot connect to the database: {failure.reason}; not retried: {failure.why}",
+                    sqlstate=failure.sqlstate,
                     attempts=attempt,
                     **target_description(settings),
                 ) from None
-            log.info("db.waiting", attempt=attempt, error=last, retry_in_s=round(min(delay, remaining), 2))
+            if remaining <= 0:
+                raise DatabaseUnreachable(
+                    f"database unreachable after {attempt} attempt(s) in {budget:g}s: {failure.reason}",
+                    sqlstate=failure.sqlstate,
+                    attempts=attempt,
+                    **target_description(settings),
+                ) from None
+            log.info(
+                "db.waiting",
+                attempt=attempt,
+                error=failure.reason,
+                sqlstate=failure.sqlstate,
+                retry_in_s=round(min(delay, remaining), 2),
+            )
             cancel.sleep(min(delay, remaining))
             delay = min(delay * 2, 5.0) * (0.5 + random.random() / 2)
             continue
@@ -222,6 +275,224 @@ class SideConnection:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+def refuse_read_only(conn: Connection, settings: Settings) -> None:
+    """Raise ReadOnlyTarget (exit 9) when the target only accepts reads: call before anything that writes.
+
+    A hot standby (`pg_is_in_recovery()`: an RDS/Aurora reader endpoint, a replica) or a session that starts
+    read-only (`default_transaction_read_only = on`, set on the database or role, or during a failover).
+    """
+    row = conn.execute(
+        "SELECT pg_is_in_recovery(), current_setting('transaction_read_only') = 'on', "
+        "current_setting('default_transaction_read_only') = 'on'"
+    ).fetchone()
+    in_recovery, tx_read_only, default_read_only = row if row is not None else (False, False, False)
+    if in_recovery:
+        why = "a read-only replica (hot standby: pg_is_in_recovery() is true)"
+    elif tx_read_only or default_read_only:
+        why = "read-only (default_transaction_read_only = on: a reader endpoint, a failover in progress, or set so)"
+    else:
+        return
+    raise ReadOnlyTarget(
+        f"the target database {conn.info.dbname} is {why}; nothing was changed: point the job at the writer "
+        "(primary) endpoint",
+        replica=bool(in_recovery),
+        **target_description(settings),
+    )
+
+
+# ---------------------------------------------------------------------------- failed connection attempts
+#
+# Which failures are retried is decided by SQLSTATE, never by message text. libpq keeps the SQLSTATE of
+# the server's startup error (the ErrorResponse that rejects the connection) only inside the PGconn; psycopg
+# 3.3 exposes neither it nor the error fields for a failed attempt (`exc.sqlstate` is None, `exc.diag` is
+# empty, see psycopg issue #1188) — only `exc.pgconn` with `needs_password` / `used_password`, which cannot
+# tell a wrong password from a database that does not exist yet. So each attempt runs with libpq's error
+# verbosity VERBOSE (PQsetErrorVerbosity through ctypes on `pgconn.pgconn_ptr`, which psycopg documents for
+# calling unwrapped libpq functions), which makes libpq put the SQLSTATE in its fixed place in the message
+# ("FATAL:  28P01: ..."); we read that code and raise psycopg's exception class for it, so callers match
+# classes (InvalidPassword, InvalidCatalogName, ...). Failures libpq decides itself have no SQLSTATE; for
+# those we use what libpq and the protocol tell without reading text:
+# - options libpq rejects (bad sslmode value, port=abc): the PGconn is BAD right after PQconnectStart,
+#   before any network I/O (psycopg resolves host names before, so this is not DNS) → InvalidConnectionOption;
+# - no password given but the server wants one: `pgconn.needs_password`;
+# - TLS required but the server has none: we ask the server ourselves (the protocol's SSLRequest, answered
+#   with the single byte 'N' by a server without TLS);
+# - anything else (refused, timeout, DNS, network, a TLS handshake failure) is retried until the timeout.
+# Where the verbosity cannot be set (libpq not found), server errors have no SQLSTATE and are retried
+# like before: never a wrong "fail at once".
+
+_VERBOSE = 2  # PQERRORS_VERBOSE
+_DEFAULT = 1  # PQERRORS_DEFAULT
+_SQLSTATE_IN_MESSAGE = re.compile(r":  ([0-9A-Z]{5}): ")
+_LOCATION_LINE = re.compile(r"^\S[^\n]*:\s+\w+, [\w./-]+:\d+\s*$", re.MULTILINE)
+
+# Failures that heal: the server is starting, stopping, full, or the database is being created.
+RETRIED_SQLSTATES = {
+    "3D000": "the database does not exist (yet): a new instance or a parallel CREATE DATABASE",
+    "53300": "too many connections",
+    "57P03": "the database system is starting up or shutting down",
+    "57P01": "the server is shutting down",
+    "57P02": "the server crashed and is restarting",
+}
+RETRIED_CLASSES = ("08", "53")  # connection exception, insufficient resources
+
+
+class InvalidConnectionOption(psycopg.OperationalError):
+    """libpq rejected the connection options before any network I/O (e.g. sslmode=bogus, port=abc)."""
+
+
+@dataclass(frozen=True)
+class StartupFailure:
+    retry: bool
+    reason: str  # libpq's/the server's message, one line, without the password
+    why: str  # for a failure not retried: why retrying would not help
+    sqlstate: str | None = None
+
+
+def startup_failure(exc: psycopg.Error, params: dict[str, Any], settings: Settings) -> StartupFailure:
+    """What a failed connection attempt means: retry it, or fail at once (with why)."""
+    reason = _one_line(exc)
+    code = exc.sqlstate
+    if isinstance(exc, psycopg.errors.ConnectionTimeout):
+        return StartupFailure(True, reason, "")
+    if code is not None:
+        if code in RETRIED_SQLSTATES or code[:2] in RETRIED_CLASSES:
+            return StartupFailure(True, reason, "", code)
+        return StartupFailure(False, reason, _permanent(exc), code)
+    if isinstance(exc, InvalidConnectionOption):
+        return StartupFailure(False, reason, "libpq rejected a connection option (check DATABASE_URL)")
+    pgconn = exc.pgconn
+    if pgconn is not None and _attr(pgconn, "needs_password"):
+        return StartupFailure(
+            False, reason, "the server asks for a password and none is configured (DATABASE_URL or PGPASSWORD)"
+        )
+    sslmode = str(params.get("sslmode") or "")
+    if sslmode in ("require", "verify-ca", "verify-full") and pgconn is not None:
+        host, port = _attr(pgconn, "host"), _attr(pgconn, "port")
+        if isinstance(host, bytes) and isinstance(port, bytes) and _refuses_tls(host.decode(), port.decode()):
+            _, origin = tls_choice(settings)
+            return StartupFailure(
+                False,
+                f"the server at {host.decode()}:{port.decode()} does not support TLS, "
+                f"but sslmode={sslmode} ({origin}) requires it",
+                "enable ssl on the server, or lower the TLS setting (MIGRATE_SSLMODE / DATABASE_SSL=false)",
+            )
+    return StartupFailure(True, reason, "")
+
+
+def _permanent(exc: psycopg.Error) -> str:
+    if isinstance(exc, pgerrors.InvalidPassword):
+        return "wrong password for the role (DATABASE_URL / PGPASSWORD / the secret)"
+    if isinstance(exc, pgerrors.InvalidAuthorizationSpecification):
+        return "the server rejects this role or client (pg_hba.conf, a missing role): fix the server or the user"
+    if isinstance(exc, pgerrors.InsufficientPrivilege):
+        return "the role may not connect to this database (GRANT CONNECT ON DATABASE ...)"
+    return "the server refused the connection for a reason that does not heal by waiting"
+
+
+def _attr(pgconn: Any, name: str) -> Any:
+    try:
+        return getattr(pgconn, name)
+    except psycopg.Error:
+        return None
+
+
+def _refuses_tls(host: str, port: str, timeout: float = 5.0) -> bool:
+    """True when the server answers the protocol's SSLRequest with 'N' (it has no TLS); False if unsure."""
+    if not host or host.startswith("/") or not port.isdigit():
+        return False  # Unix-domain sockets never use TLS
+    import socket
+    import struct
+
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+            sock.sendall(struct.pack("!ii", 8, 80877103))  # SSLRequest
+            return sock.recv(1) == b"N"
+    except OSError:
+        return False
+
+
+class _JobConnection(psycopg.Connection[Any]):
+    """A psycopg connection whose startup errors carry the server's SQLSTATE (see above)."""
+
+    @classmethod
+    def _connect_gen(cls, conninfo: str = "") -> PQGenConn[Self]:
+        pgconn = yield from _startup(conninfo)
+        return cls(pgconn)
+
+
+def _startup(conninfo: str) -> PQGenConn[pq.abc.PGconn]:
+    """psycopg's connection generator, with libpq's error verbosity VERBOSE while the connection starts."""
+    conn = pq.PGconn.connect_start(conninfo.encode())
+    if conn.status == pq.ConnStatus.BAD:
+        raise InvalidConnectionOption(_message(conn), pgconn=pgerrors.finish_pgconn(conn))
+    _set_verbosity(conn, _VERBOSE)
+    while True:
+        status = conn.connect_poll() if conn.status != pq.ConnStatus.BAD else pq.PollingStatus.FAILED
+        if status == pq.PollingStatus.OK:
+            break
+        if status in (pq.PollingStatus.READING, pq.PollingStatus.WRITING):
+            wait = Wait.R if status == pq.PollingStatus.READING else Wait.W
+            while not (yield conn.socket, wait):
+                pass
+            continue
+        raise _startup_error(_message(conn), conn)
+    _set_verbosity(conn, _DEFAULT)
+    conn.nonblocking = 1
+    return conn
+
+
+def _set_verbosity(conn: pq.abc.PGconn, verbosity: int) -> None:
+    libpq, ptr = _libpq(), getattr(conn, "pgconn_ptr", None)
+    if libpq is not None and ptr is not None:
+        libpq.PQsetErrorVerbosity(ptr, verbosity)
+
+
+def _message(conn: pq.abc.PGconn) -> str:
+    return conn.get_error_message("utf-8")
+
+
+def _startup_error(message: str, conn: pq.abc.PGconn) -> psycopg.Error:
+    """The psycopg exception for a failed start: the SQLSTATE's class when the server sent one."""
+    codes = _SQLSTATE_IN_MESSAGE.findall(message)
+    text = _LOCATION_LINE.sub("", message).strip()
+    pgconn = pgerrors.finish_pgconn(conn)
+    if not codes:
+        return psycopg.OperationalError(f"connection failed: {text}", pgconn=pgconn)
+    code = codes[-1]  # libpq appends one error per try (e.g. with and without TLS): the last one decided
+    text = text.replace(f":  {code}: ", ":  ")
+    return pgerrors.lookup(code)(f"connection failed: {text} (SQLSTATE {code})", pgconn=pgconn)
+
+
+@functools.cache
+def _libpq() -> Any:
+    """The libpq that psycopg uses, through ctypes (only for PQsetErrorVerbosity); None when not found."""
+    import ctypes
+
+    try:
+        if pq.__impl__ == "binary":
+            import psycopg_binary
+
+            libs = Path(psycopg_binary.__file__).parent.parent / "psycopg_binary.libs"
+            candidates = [str(p) for p in sorted(libs.glob("libpq*"))]
+        else:
+            from psycopg.pq.misc import find_libpq_full_path
+
+            found = find_libpq_full_path()
+            candidates = [found] if found else []
+        for path in candidates:
+            lib = ctypes.CDLL(path)
+            lib.PQlibVersion.restype = ctypes.c_int
+            if lib.PQlibVersion() != pq.version():
+                continue  # not the library psycopg loaded
+            lib.PQsetErrorVerbosity.argtypes = [ctypes.c_void_p, ctypes.c_int]
+            lib.PQsetErrorVerbosity.restype = ctypes.c_int
+            return lib
+    except (OSError, AttributeError, ImportError):
+        pass
+    return None
 
 
 def one_line(exc: BaseException) -> str:

@@ -30,13 +30,17 @@ class ExitCode(IntEnum):
 EXIT_CODE_HELP = """\
 exit codes:
   0    success, or nothing to do
-  1    a migration failed (its transaction was rolled back; earlier ones stay applied)
-  2    usage or configuration error
+  1    a migration failed (its transaction was rolled back; earlier ones stay applied);
+       also an unexpected database error outside a migration
+  2    usage or configuration error (also: the history table has another shape, or the role
+       lacks a privilege on it: the message names the GRANT)
   3    the advisory lock was not acquired in time (another runner holds it)
   4    validation failed (bad migration files, edited/removed applied files, failed entries,
        out-of-order versions); nothing was applied. wait-for-version: version not reached
        in time. lint: an error-level finding. diff: the live schema differs from MIGRATE_SCHEMA_FILE
-  5    database unreachable or the connection was lost
+  5    database unreachable (retried for MIGRATE_CONNECT_TIMEOUT), a connection that can never
+       succeed (password, pg_hba.conf, role, a bad option, TLS the server lacks: not retried),
+       the connection was lost, or the server failed the job's own statement (resources, timeout)
   6    backup/snapshot failed
   7    production guard refused
   8    fleet: some targets failed (the report names each one and why); the others succeeded
@@ -124,6 +128,13 @@ class ReadOnlyTarget(JobError):
 
     exit_code = ExitCode.READ_ONLY
     event = "db.read_only"
+
+
+class UnexpectedDatabaseError(JobError):
+    """A database error outside a migration body that no other class describes (exit 1)."""
+
+    exit_code = ExitCode.MIGRATION_FAILED
+    event = "db.error"
 
 
 class TargetsFailed(JobError):

@@ -13,6 +13,7 @@ transaction as the change (`applied`, `rolled_back`, `failed`, `adopted`, `basel
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -21,6 +22,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from job.db import Connection
+from job.errors import ConfigError
 from job.plan import Applied
 
 COLUMNS = (
@@ -108,22 +110,180 @@ def exists(conn: Connection, table: HistoryTable) -> bool:
     return bool(row and row[0])
 
 
+# One round trip, from the catalogs only (readable by every role, also on a hot standby): to_regclass would
+# raise "permission denied for schema" where the role lacks USAGE.
+_INSPECT = """
+SELECT current_user, current_database(), n.oid IS NOT NULL, c.relkind,
+       coalesce(has_schema_privilege(n.oid, 'USAGE'), false),
+       coalesce(has_schema_privilege(n.oid, 'CREATE'), false),
+       has_database_privilege(current_database(), 'CREATE'),
+       array(SELECT p FROM unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE']) AS p
+             WHERE c.oid IS NOT NULL AND has_table_privilege(c.oid, p)),
+       array(SELECT a.attname::text FROM pg_attribute a
+             WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum)
+FROM (SELECT 1) AS one
+LEFT JOIN pg_namespace n ON n.nspname = %(schema)s
+LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = %(table)s
+"""
+READ_PRIVILEGES = ("SELECT",)
+WRITE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE")
+
+
+@dataclass(frozen=True)
+class TableState:
+    """What the catalogs say about the history table and what the connected role may do with it."""
+
+    role: str
+    database: str
+    schema_exists: bool
+    relkind: str | None  # None: no relation of that name
+    schema_usage: bool
+    schema_create: bool
+    database_create: bool
+    privileges: tuple[str, ...]
+    columns: tuple[str, ...]
+
+    @property
+    def exists(self) -> bool:
+        return self.relkind is not None
+
+
+def inspect(conn: Connection, table: HistoryTable) -> TableState:
+    row = conn.execute(_INSPECT, {"schema": table.schema, "table": table.table}).fetchone()
+    assert row is not None
+    role, database, schema_exists, relkind, usage, create, db_create, privileges, columns = row
+    return TableState(
+        str(role),
+        str(database),
+        bool(schema_exists),
+        str(relkind) if relkind is not None else None,
+        bool(usage),
+        bool(create),
+        bool(db_create),
+        tuple(privileges),
+        tuple(columns),
+    )
+
+
+def preflight(conn: Connection, table: HistoryTable, *, write: bool = False) -> TableState:
+    """Check the history table before using it: its shape, and that the role may read (and `write`) it.
+
+    Raises ConfigError (exit 2) with one line naming the table, the role and the GRANT it needs.
+    """
+    state = inspect(conn, table)
+    check_shape(state, table)
+    check_access(state, table, conn, write=write)
+    return state
+
+
+def check_shape(state: TableState, table: HistoryTable) -> None:
+    """A relation with the history table's name that is not one (another tool's, a view...): refuse to touch it.
+
+    Extra columns are tolerated (a later version may add some); every column the job reads and writes must exist.
+    """
+    if not state.exists:
+        return
+    missing = [c for c in COLUMNS if c not in state.columns]
+    if state.relkind in ("r", "p") and not missing:
+        return
+    kind = "" if state.relkind in ("r", "p") else f"; it is a {_RELKINDS.get(state.relkind or '', 'relation')}"
+    partial = state.relkind in ("r", "p") and len(missing) < len(COLUMNS)
+    lacking = f"; missing: {', '.join(missing)}" if partial else ""
+    raise ConfigError(
+        f"{table.qualified} exists but is not a migrate-job history table (columns: "
+        f"{', '.join(state.columns) or 'none'}{lacking}{kind}); set MIGRATE_HISTORY_TABLE "
+        "(or MIGRATE_HISTORY_SCHEMA) to another name",
+        setting="MIGRATE_HISTORY_TABLE",
+        table=table.qualified,
+        columns=list(state.columns),
+    )
+
+
+_RELKINDS = {"v": "view", "m": "materialized view", "S": "sequence", "f": "foreign table", "i": "index"}
+
+
+def check_access(state: TableState, table: HistoryTable, conn: Connection, *, write: bool) -> None:
+    """The privileges the job needs on the history table (and to create it), as a GRANT the role lacks."""
+    role, schema = _ident(state.role, conn), _ident(table.schema, conn)
+    qualified = f"{schema}.{_ident(table.table, conn)}"
+
+    def refuse(problem: str, grant: str) -> ConfigError:
+        return ConfigError(
+            f"role {state.role} {problem}; {grant}",
+            setting="MIGRATE_HISTORY_TABLE",
+            table=table.qualified,
+            role=state.role,
+        )
+
+    if state.exists:
+        if not state.schema_usage:
+            raise refuse(
+                f"may not use schema {table.schema} of the history table {table.qualified} (permission denied)",
+                f"GRANT USAGE ON SCHEMA {schema} TO {role}",
+            )
+        needed = WRITE_PRIVILEGES if write else READ_PRIVILEGES
+        lacking = [p for p in needed if p not in state.privileges]
+        if lacking:
+            raise refuse(
+                f"lacks {', '.join(lacking)} on the history table {table.qualified} (permission denied)",
+                f"GRANT {', '.join(needed)} ON {qualified} TO {role}",
+            )
+        return
+    if not write:
+        return  # nothing to read yet; a read-only command shows every migration pending
+    if not state.schema_exists:
+        if not state.database_create:
+            raise refuse(
+                f"may not create the schema {table.schema} of the history table (permission denied for database "
+                f"{state.database})",
+                f"GRANT CREATE ON DATABASE {_ident(state.database, conn)} TO {role}, "
+                "or create the schema, or set MIGRATE_HISTORY_SCHEMA",
+            )
+        return
+    if not (state.schema_usage and state.schema_create):
+        raise refuse(
+            f"may not create the history table {table.qualified} (permission denied for schema {table.schema})",
+            f"GRANT USAGE, CREATE ON SCHEMA {schema} TO {role}, or set MIGRATE_HISTORY_SCHEMA to a schema it may "
+            "create tables in",
+        )
+
+
+_PLAIN = re.compile(r"^[a-z_][a-z0-9_$]*$")
+
+
+def _ident(name: str, conn: Connection) -> str:
+    """`name` as it would be typed in a GRANT: bare when it is a plain lower-case identifier."""
+    return name if _PLAIN.match(name) else sql.Identifier(name).as_string(conn)
+
+
 def ensure(conn: Connection, table: HistoryTable) -> None:
     """Create the schema, the history table and its audit table where missing. Call under the advisory lock.
 
-    One round trip when everything exists (no CREATE ... IF NOT EXISTS notices either).
+    Nothing is created when they exist: CREATE TABLE IF NOT EXISTS would still need CREATE on the schema,
+    which a role with only the tables' privileges does not have. The audit table needs INSERT and SELECT.
     """
-    row = conn.execute(
-        "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = %s), to_regclass(%s) IS NOT NULL,"
-        " to_regclass(%s) IS NOT NULL",
-        (table.schema, _regclass(table.schema, table.table), _regclass(table.schema, table.log_table)),
-    ).fetchone()
-    has_schema, has_table, has_log = row if row else (False, False, False)
-    if not has_schema:
+    state = preflight(conn, table, write=True)
+    log = inspect(conn, HistoryTable(table.schema, table.log_table))
+    if state.exists and log.exists:
+        lacking = [p for p in ("SELECT", "INSERT") if p not in log.privileges]
+        if lacking:
+            role = _ident(log.role, conn)
+            raise ConfigError(
+                f"role {log.role} lacks {', '.join(lacking)} on the audit table {table.log_qualified} (permission "
+                f"denied); GRANT SELECT, INSERT ON {_ident(table.schema, conn)}.{_ident(table.log_table, conn)} "
+                f"TO {role}",
+                setting="MIGRATE_HISTORY_TABLE",
+                table=table.log_qualified,
+                role=log.role,
+            )
+        return
+    if state.exists:  # an older migrate-job made the history table: the audit table is new
+        check_access(log, HistoryTable(table.schema, table.log_table), conn, write=True)
+    if not state.schema_exists:
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(table.schema)))
-    if not has_table:
+    if not state.exists:
         conn.execute(table.create_sql())
-    if not has_log:
+    if not log.exists:
         conn.execute(table.log_create_sql())
 
 
@@ -228,8 +388,11 @@ def _log_from_rows(
 
 
 def load(conn: Connection, table: HistoryTable) -> list[Applied]:
-    """Every row of the history table; [] when the table does not exist yet."""
-    if not exists(conn, table):
+    """Every row of the history table; [] when the table does not exist yet.
+
+    Raises ConfigError when a relation of that name is not a history table or the role may not read it.
+    """
+    if not preflight(conn, table).exists:
         return []
     cur = conn.cursor(row_factory=dict_row)
     query = sql.SQL("SELECT {cols} FROM {t}").format(

@@ -115,14 +115,30 @@ class Result:
         return f"exit {self.returncode}\n--- stdout\n{self.stdout}\n--- stderr\n{self.stderr}"
 
 
+CRASH_EVENT = "run.crashed"
+
+
+def fail_on_crash(output: str, describe: str) -> None:
+    """Fail the test when the job logged `run.crashed`: a path nobody designed (issue 16 §6).
+
+    Every failure the job understands has its own event, one line and a documented exit code.
+    """
+    if CRASH_EVENT in output:
+        pytest.fail(f"the job logged {CRASH_EVENT} (an undesigned failure path)\n{describe}", pytrace=False)
+
+
 def run_cli(
     *args: str,
     env: dict[str, str],
     cwd: Path | None = None,
     stdin: int | None = None,
     timeout: float = 120,
+    allow_crash: bool = False,
 ) -> Result:
-    """Run `python -m job ARGS` to its end with exactly `env` (see clean_env); stdin is inherited unless given."""
+    """Run `python -m job ARGS` to its end with exactly `env` (see clean_env); stdin is inherited unless given.
+
+    Fails the test if the job logged `run.crashed`, unless `allow_crash` (only for a deliberate bug).
+    """
     proc = subprocess.run(
         command(*args),
         cwd=cwd,
@@ -133,7 +149,10 @@ def run_cli(
         timeout=timeout,
         check=False,
     )
-    return Result.parse(proc.returncode, proc.stdout, proc.stderr)
+    result = Result.parse(proc.returncode, proc.stdout, proc.stderr)
+    if not allow_crash:
+        fail_on_crash(result.output, result.describe())
+    return result
 
 
 def run(database_url: str | None, *args: str, cwd: Path | None = None, **env: str) -> Result:

@@ -21,7 +21,7 @@ from typing import IO, Any, TypeVar
 import psycopg
 from psycopg.rows import dict_row
 
-from tests.pg.cli import clean_env, command, parse_logs, query
+from tests.pg.cli import clean_env, command, fail_on_crash, parse_logs, query
 
 T = TypeVar("T")
 
@@ -29,8 +29,9 @@ T = TypeVar("T")
 class Job:
     """One `python -m job ARGS` process whose output lines are collected while it runs."""
 
-    def __init__(self, args: list[str], *, env: dict[str, str], cwd: Path) -> None:
+    def __init__(self, args: list[str], *, env: dict[str, str], cwd: Path, allow_crash: bool = False) -> None:
         self.args = args
+        self.allow_crash = allow_crash
         self.proc: subprocess.Popen[str] = subprocess.Popen(
             command(*args),
             cwd=cwd,
@@ -107,6 +108,8 @@ class Job:
         code = self.proc.wait(timeout=timeout)
         for reader in self._readers:
             reader.join(timeout=10)
+        if not self.allow_crash:
+            fail_on_crash(self.output, self.describe())
         return code
 
     @property

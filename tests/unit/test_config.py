@@ -367,3 +367,57 @@ def test_filename_pattern_excludes_forced_layout(monkeypatch: pytest.MonkeyPatch
     with pytest.raises(ConfigError) as info:
         load_settings()
     assert "MIGRATE_FILENAME_PATTERN" in info.value.message and "MIGRATE_FORMAT" in info.value.message
+
+
+# ---------------------------------------------------------------------------- TLS precedence (DATABASE_SSL)
+
+_TLS = {"explicit": None, "url": None, "pgsslmode": None, "database_ssl": None, "rootcert": False}
+
+
+@pytest.mark.parametrize(
+    ("given", "production", "iam", "expected"),
+    [
+        ({}, False, False, (None, "libpq default")),
+        ({"database_ssl": True}, False, False, ("require", "DATABASE_SSL=true")),
+        (
+            {"database_ssl": True, "rootcert": True},
+            False,
+            False,
+            ("verify-full", "DATABASE_SSL=true with a root certificate"),
+        ),
+        ({"database_ssl": False}, False, False, ("disable", "DATABASE_SSL=false")),
+        ({"database_ssl": True, "url": "disable"}, False, False, ("disable", "sslmode in DATABASE_URL")),
+        ({"database_ssl": False, "pgsslmode": "require"}, False, False, ("require", "PGSSLMODE")),
+        ({"url": "verify-ca", "pgsslmode": "require"}, False, False, ("verify-ca", "sslmode in DATABASE_URL")),
+        ({"explicit": "disable", "url": "require", "database_ssl": True}, False, False, ("disable", "MIGRATE_SSLMODE")),
+        ({"explicit": "disable"}, True, True, ("disable", "MIGRATE_SSLMODE")),
+        ({"url": "require"}, True, False, ("verify-full", "MIGRATE_ENV=production")),
+        ({"database_ssl": False}, True, False, ("verify-full", "MIGRATE_ENV=production")),
+        ({"url": "verify-full"}, True, False, ("verify-full", "sslmode in DATABASE_URL")),
+        ({}, False, True, ("require", "MIGRATE_IAM_AUTH")),
+        ({"url": "disable"}, False, True, ("require", "MIGRATE_IAM_AUTH")),
+        ({"url": "verify-full"}, False, True, ("verify-full", "sslmode in DATABASE_URL")),
+    ],
+)
+def test_choose_sslmode(given: dict[str, Any], production: bool, iam: bool, expected: tuple[str | None, str]) -> None:
+    """MIGRATE_SSLMODE > URL sslmode > PGSSLMODE > DATABASE_SSL; production/IAM raise weaker modes to their floor."""
+    from job.config import choose_sslmode
+
+    mode, origin = choose_sslmode(**{**_TLS, **given}, production=production, iam=iam)
+    assert mode == expected[0]
+    assert origin.startswith(expected[1])
+
+
+@pytest.mark.parametrize(("value", "expected"), [("true", True), ("1", True), ("false", False), ("no", False)])
+def test_database_ssl_from_env(monkeypatch: pytest.MonkeyPatch, value: str, expected: bool) -> None:
+    """DATABASE_SSL (the Node runner's .env convention) is read as a boolean."""
+    monkeypatch.setenv("DATABASE_SSL", value)
+    assert load_settings().database_ssl is expected
+
+
+def test_database_ssl_invalid_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DATABASE_SSL=maybe is a configuration error naming DATABASE_SSL (exit 2)."""
+    monkeypatch.setenv("DATABASE_SSL", "maybe")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert "DATABASE_SSL" in caught.value.message and caught.value.exit_code == ExitCode.CONFIG
