@@ -33,8 +33,9 @@ exit codes:
   1    a migration failed (its transaction was rolled back; earlier ones stay applied)
   2    usage or configuration error
   3    the advisory lock was not acquired in time (another runner holds it)
-  4    validation failed (bad migration files, edited/removed applied files, failed entries,
-       out-of-order versions); nothing was applied. wait-for-version: version not reached
+  4    validation failed (bad migration files, a created migration still empty, edited/removed
+       applied files, failed entries, out-of-order versions); nothing was applied.
+       rollback --name: no or several migrations match. wait-for-version: version not reached
        in time. lint: an error-level finding. diff: the live schema differs from MIGRATE_SCHEMA_FILE
   5    database unreachable or the connection was lost
   6    backup/snapshot failed

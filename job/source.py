@@ -415,20 +415,3 @@ def _read(path: Path, n: _Name, down_path: Path | None) -> Migration:
         directives=directives,
         layout=n.family,
     )
-
-
-def next_version(migrations: list[Migration], *, timestamp: str | None = None) -> tuple[str, int]:
-    """The file prefix for a new migration: (prefix text, width) following the folder's habit."""
-    versioned = [m for m in migrations if m.version is not None and m.layout == "numbered"]
-    if timestamp is not None:
-        return timestamp, len(timestamp)
-    if not versioned:
-        return "0001", 4
-    last = versioned[-1]
-    assert last.version is not None
-    digits = re.match(r"\d+", last.path.name)
-    width = len(digits.group(0)) if digits else 4
-    value = last.version.parts[0]
-    if width >= 14:  # timestamp folders continue with timestamps
-        return "", width
-    return str(value + 1).zfill(width), width
