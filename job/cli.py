@@ -20,6 +20,7 @@ from typing import Any
 from job import __version__
 from job.errors import EXIT_CODE_HELP, ConfigError, ExitCode, Interrupted, JobError
 from job.repair import MODES
+from job.scaffold import STYLES
 from job.source import LAYOUTS, ORDERS
 
 SETTINGS_HELP = """\
@@ -64,7 +65,7 @@ settings (environment variables; CLI flags win over them; durations: 30, 500ms, 
   MIGRATE_ALLOW_POOLER         allow a target that looks like PgBouncer/RDS Proxy (default false)
   MIGRATE_ENV                  environment name; `production` is guarded         [--env]
   MIGRATE_CONFIRM_PRODUCTION   yes = confirm changing production (also MIGRATE_CONFIRM) [--yes]
- backup (before applying, only when something is pending)
+ backup (only when something changes: before migrate applies, before rollback/reset/refresh/repair/baseline)
   MIGRATE_BACKUP               auto|none|rds-snapshot|pg-dump (auto: required on production)
   MIGRATE_RDS_INSTANCE_ID / MIGRATE_RDS_CLUSTER_ID  snapshot target (default: from the endpoint)
   MIGRATE_BACKUP_S3_URI, MIGRATE_BACKUP_KMS_KEY_ID, MIGRATE_BACKUP_PATH  pg_dump destination
@@ -160,7 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="apply pending versions lower than the highest applied one",
     )
 
-    p = add("status", "show every migration with its state")
+    p = add(
+        "status",
+        "show every migration with its state (on an empty database with a schema file: `pending (schema file)`)",
+    )
     p.add_argument("--format", dest="output", choices=["table", "json"], default="table", help="output format")
     p.add_argument(
         "--all",
@@ -173,11 +177,38 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("validate", "check files and history; exit 4 on any problem")
     p.add_argument("--allow-out-of-order", action="store_true", default=None)
 
-    p = add("create", "write a new migration file with the next version")
-    p.add_argument("name", help="what the migration does, e.g. add_user_email")
-
     def dry(p: argparse.ArgumentParser) -> None:
         p.add_argument("--dry-run", action="store_true", default=None, help="print what would happen; change nothing")
+
+    p = add(
+        "create",
+        "write a new migration with the next version, following the folder's convention (version style, "
+        "up/down layout); an empty folder gets 0001_NAME.sql with -- UP / -- DOWN",
+    )
+    p.add_argument("name", nargs="?", help="what the migration does, e.g. add_user_email")
+    p.add_argument("--name", dest="name_option", metavar="NAME", help="the same as the positional NAME")
+    when = p.add_mutually_exclusive_group()
+    when.add_argument(
+        "--timestamp",
+        dest="version_style",
+        action="store_const",
+        const="timestamp",
+        help="version = the time now (UTC), in the folder's timestamp format (default YYYYMMDDHHMMSS)",
+    )
+    when.add_argument(
+        "--sequential",
+        dest="version_style",
+        action="store_const",
+        const="sequential",
+        help="version = the newest version + 1, zero-padded like the folder's",
+    )
+    p.add_argument(
+        "--style",
+        choices=STYLES,
+        help="markers: -- UP/-- DOWN in one file; dbmate: -- migrate:up/-- migrate:down; rollback: NAME.sql + "
+        "NAME_rollback.sql; updown: N_NAME.up.sql + .down.sql; flyway: V<N>__NAME.sql (default: the folder's)",
+    )
+    dry(p)
 
     p = add(
         "repair",
@@ -218,7 +249,10 @@ def build_parser() -> argparse.ArgumentParser:
     group = p.add_mutually_exclusive_group()
     group.add_argument("--steps", type=int, help="roll back the last N migrations")
     group.add_argument("--to", metavar="VERSION", help="roll back every migration above VERSION")
-    group.add_argument("--name", help="roll back this one migration (name, file name or version)")
+    group.add_argument(
+        "--name",
+        help="roll back this one migration: its file's stem (20250105_090000_add_field), file name, name or version",
+    )
     dry(p)
 
     p = add("reset", "roll back every applied migration")
@@ -327,6 +361,7 @@ COMMANDS = (
     "fleet",
 )
 _JOB_COMMANDS = ("migrate", "rollback", "reset", "refresh", "repair")
+_ROLLBACK_COMMANDS = ("rollback", "reset", "refresh")
 _REPORT_COMMANDS = {"config", "diff", "lint", "status", "validate", "create"}
 
 
@@ -354,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     run_id = uuid.uuid4().hex[:12]
     started = time.monotonic()
 
-    from job.config import load_settings
+    from job.config import early_log_format, load_settings
     from job.report import configure
 
     overrides = {k: getattr(args, k) for k in _SETTING_ARGS if hasattr(args, k)}
@@ -368,14 +403,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings(**overrides)
     except ConfigError as exc:
-        log = configure(fmt="auto", level="info", run_id=run_id, secrets=[], stream=stream)
+        fmt = early_log_format(overrides.get("log_format"))
+        log = configure(fmt=fmt, level="info", run_id=run_id, secrets=[], stream=stream)
         log.error(exc.event, **{**exc.fields, "error": exc.message, "exit_code": int(exc.exit_code)})
         if command in _JOB_COMMANDS:
             log.info(
                 "run.finished",
                 exit_code=int(exc.exit_code),
-                applied=0,
-                pending=0,
+                **_counts(command, None),
                 duration_ms=round((time.monotonic() - started) * 1000),
                 dry_run=bool(overrides.get("dry_run")),
             )
@@ -403,7 +438,9 @@ def main(argv: list[str] | None = None) -> int:
         "migrate": lambda: commands.migrate(settings, log, state, run_id),
         "status": lambda: commands.status(settings, log, sys.stdout, args.output, args.show_all),
         "validate": lambda: commands.validate(settings, log, sys.stdout),
-        "create": lambda: commands.create(settings, args.name, sys.stdout),
+        "create": lambda: commands.create(
+            settings, _create_name(args), sys.stdout, style=args.style, version_style=args.version_style
+        ),
         "repair": lambda: commands.repair(
             settings, log, state, run_id, mode=args.mode, versions=args.versions, accept=args.accept, forget=args.forget
         ),
@@ -412,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "reset": lambda: commands.rollback(settings, log, state, run_id, everything=True, action="reset"),
         "refresh": lambda: commands.refresh(settings, log, state, run_id),
-        "baseline": lambda: commands.baseline_cmd(settings, log, run_id, args.baseline_to, sys.stdout),
+        "baseline": lambda: commands.baseline_cmd(settings, log, run_id, args.baseline_to, sys.stdout, state),
         "config": lambda: commands.config_show(settings, sys.stdout, args.output),
         "lint": lambda: commands.lint(settings, log, args.files, args.output, sys.stdout),
         "diff": lambda: commands.schema_diff(settings, log, sys.stdout, args.output, args.details),
@@ -440,11 +477,17 @@ def main(argv: list[str] | None = None) -> int:
         code = exc.exit_code
         applied = [o.migration.key for o in state.applied]
         not_applied = [m.key for m in state.pending if m.key not in applied]
+        rolled_back = [o.migration.key for o in state.rolled_back]
+        undo = {
+            "rolled_back": rolled_back,
+            "not_rolled_back": [m.key for m in state.to_roll_back if m.key not in rolled_back],
+        }
         log.warning(
             "run.interrupted",
             signal=signal.Signals(exc.signum).name,
             applied=applied,
             not_applied=not_applied,
+            **(undo if command in _ROLLBACK_COMMANDS else {}),
             exit_code=int(code),
         )
     except JobError as exc:
@@ -466,8 +509,7 @@ def main(argv: list[str] | None = None) -> int:
         log.info(
             "run.finished",
             exit_code=int(code),
-            applied=len(state.applied),
-            pending=max(0, len(state.pending) - len(state.applied)),
+            **_counts(command, state),
             duration_ms=round((time.monotonic() - started) * 1000),
             dry_run=bool(settings.dry_run),
         )
@@ -491,6 +533,31 @@ def _run_mapped(action: Callable[[], object], settings: Any) -> None:
         raise as_job_error(exc, target) from None
 
 
+def _counts(command: str, state: Any) -> dict[str, int]:
+    """run.finished's counts: `applied` / `pending` (still to apply), and for rollback, reset and refresh
+    `rolled_back` (refresh: both; its `pending` is what is left to re-apply)."""
+    applied = list(getattr(state, "applied", []))
+    pending = list(getattr(state, "pending", []))
+    rolled = list(getattr(state, "rolled_back", []))
+    to_undo = list(getattr(state, "to_roll_back", []))
+    apply_counts = {"applied": len(applied), "pending": max(0, len(pending) - len(applied))}
+    if command == "refresh":
+        return {"rolled_back": len(rolled), **apply_counts}
+    if command in _ROLLBACK_COMMANDS:
+        return {"rolled_back": len(rolled), "pending": max(0, len(to_undo) - len(rolled))}
+    return apply_counts
+
+
+def _create_name(args: argparse.Namespace) -> str:
+    """`create NAME` or `create --name NAME` (the form of the Python migration managers); one of them, once."""
+    given = [str(n) for n in (args.name, args.name_option) if n]
+    if not given:
+        raise ConfigError("create: give the migration's name, e.g. `create add_user_email` or `--name add_user_email`")
+    if len(given) == 2 and given[0] != given[1]:
+        raise ConfigError(f"create: two names given ({given[0]!r} and --name {given[1]!r}); give one")
+    return given[0]
+
+
 def _report_to_orchestrators(
     settings: Any, command: str, code: int, state: Any, error: str | None, fields: dict[str, Any], *, secrets: list[str]
 ) -> None:
@@ -508,11 +575,16 @@ def _report_to_orchestrators(
         return
     safe_error = redact_text(error, secrets) if error else None
     applied = list(getattr(state, "applied", []))
-    summary = safe_error or f"{len(applied)} migration(s) applied"
+    rolled_back = list(getattr(state, "rolled_back", []))
+    done = [f"{len(rolled_back)} migration(s) rolled back"] if command in _ROLLBACK_COMMANDS else []
+    if command not in ("rollback", "reset"):
+        done.append(f"{len(applied)} migration(s) applied")
+    summary = safe_error or ", ".join(done)
     write_termination_log(settings.termination_log, termination_message(command, code, summary))
     if settings.github_actions:
         if settings.github_step_summary:
-            append_file(settings.github_step_summary, github_summary(command, code, applied, safe_error))
+            text = github_summary(command, code, applied, safe_error, rolled_back=rolled_back)
+            append_file(settings.github_step_summary, text)
         if safe_error:
             print(
                 github_annotation(safe_error, fields.get("file"), fields.get("line"), fields.get("column")), flush=True

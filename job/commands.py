@@ -3,7 +3,6 @@ plan → apply → report. They raise JobError subclasses; `job.cli` maps those 
 
 from __future__ import annotations
 
-import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,7 +18,7 @@ from job.errors import ConfigError, SourceError, ValidationFailed
 from job.history import HistoryTable
 from job.lock import AdvisoryLock, lock_key
 from job.lock import check_sql as lock_check_sql
-from job.plan import Plan, build_plan, rollback_plan
+from job.plan import Plan, StatusRow, build_plan, rollback_plan
 from job.report import Log, audit_json, audit_table, status_json, status_table
 from job.source import Migration
 
@@ -29,7 +28,9 @@ class RunState:
     """What the run did so far: read by the CLI for `run.finished` / `run.interrupted`."""
 
     applied: list[Outcome] = field(default_factory=list)
-    pending: list[Migration] = field(default_factory=list)
+    pending: list[Migration] = field(default_factory=list)  # to apply (known once the plan is built)
+    rolled_back: list[Outcome] = field(default_factory=list)
+    to_roll_back: list[Migration] = field(default_factory=list)
     current: Migration | None = None
     backup: Any = None
     version_before: str | None = None  # the highest applied version when the run started (fleet report)
@@ -65,9 +66,11 @@ def load_files(settings: Settings) -> list[Migration]:
 
 
 def check_pending(plan: Plan, *, single_transaction: bool = False) -> None:
-    """Parse every pending migration before anything runs: bad SQL fails the run with exit 4."""
+    """Parse every pending migration before anything runs: bad SQL, or a file `create` made that is still
+    empty, fails the run with exit 4."""
     for m in plan.pending:
         statements_for(m)
+        refuse_template(m)
         if single_transaction and not m.transactional:
             raise SourceError(
                 f"{m.path}: --single-transaction cannot include a migration that must run outside a "
@@ -94,6 +97,15 @@ def upgrade_checksums(conn: db.Connection, table: HistoryTable, plan: Plan, log:
         log.info("history.checksums_upgraded", versions=[v for v, _ in plan.checksum_upgrades])
 
 
+def refuse_template(m: Migration) -> None:
+    """A migration `create` wrote that still has no SQL is refused (exit 4): a forgotten file never lands."""
+    from job.scaffold import template_problem
+
+    problem = template_problem(m)
+    if problem is not None:
+        raise SourceError(problem, file=str(m.path))
+
+
 def _raise_problems(plan: Plan) -> None:
     if plan.problems:
         first = plan.problems[0].message
@@ -102,7 +114,16 @@ def _raise_problems(plan: Plan) -> None:
             f"validation failed: {first}{more}",
             problems=[p.message for p in plan.problems],
             count=len(plan.problems),
+            file=problem_file(plan),
         )
+
+
+def problem_file(plan: Plan) -> str | None:
+    """The file of the plan's first problem (an edited, failed or out-of-order migration), for annotations."""
+    if not plan.problems:
+        return None
+    version = plan.problems[0].version
+    return next((r.file for r in plan.rows if r.version == version and r.file), None)
 
 
 @contextmanager
@@ -136,8 +157,7 @@ def migrate(settings: Settings, log: Log, state: RunState, run_id: str) -> RunSt
     """Apply pending migrations under the advisory lock. Nothing is written before validation passes."""
     migrations = load_files(settings)
     if settings.dry_run:
-        state.pending = dry_run(settings, log, migrations, sys.stdout).pending
-        return state
+        return dry_run(settings, log, migrations, sys.stdout, state)
     table = table_of(settings)
     with locked_session(settings, log) as (conn, lock):
         applied, setup = prepare_history(conn, settings, log, migrations, run_id)
@@ -150,6 +170,7 @@ def migrate(settings: Settings, log: Log, state: RunState, run_id: str) -> RunSt
             problems=len(plan.problems),
             non_transactional=non_transactional(plan),
         )
+        state.pending = list(plan.pending)  # also when validation fails: run.finished reports the real count
         _raise_problems(plan)
         check_pending(plan, single_transaction=settings.single_transaction)
         lint_gate(settings, migrations, plan.pending)
@@ -157,7 +178,6 @@ def migrate(settings: Settings, log: Log, state: RunState, run_id: str) -> RunSt
             # Our own rows (adopted and schema-file rows are written with new checksums). Old ones keep
             # validating, so an unconfirmed production run changes nothing.
             upgrade_checksums(conn, table, plan, log)
-        state.pending = list(plan.pending)
         if settings.schema_file is not None and not settings.is_production:
             snapshot.check_schema_file(settings.schema_file, settings)
             snapshot.check_pg_dump(settings, conn)  # fails (exit 2) before anything changes
@@ -166,10 +186,7 @@ def migrate(settings: Settings, log: Log, state: RunState, run_id: str) -> RunSt
             return state
         if plan.pending:
             guard.confirm(settings, "apply migrations", database=conn.info.dbname, interactive=settings.interactive)
-            if settings.backup != "none":
-                from job import backup
-
-                state.backup = backup.run(settings, log, conn, plan.pending[-1].key, run_id)
+            back_up(settings, log, conn, state, plan.pending[-1].key, run_id)
         history.ensure(conn, table)  # the history and audit tables (an older version may lack the audit one)
         if setup is not None:
             applied = setup()
@@ -181,6 +198,23 @@ def migrate(settings: Settings, log: Log, state: RunState, run_id: str) -> RunSt
             runner.apply_all(plan.pending)
         write_schema_snapshot(settings, log, conn, table)
     return state
+
+
+def back_up(settings: Settings, log: Log, conn: db.Connection, state: RunState, version: str, run_id: str) -> None:
+    """The backup policy of every command that changes the database (after the guard, before the change):
+    MIGRATE_BACKUP (auto = required on production). A failure raises (exit 6; exit 2 without a target)."""
+    if settings.backup == "none" or state.backup is not None:
+        return
+    from job import backup
+
+    state.backup = backup.run(settings, log, conn, version, run_id)
+
+
+def _version_after_rollback(applied: list[Any], chosen: list[Migration]) -> str:
+    """The highest version left applied once `chosen` are rolled back ("0" when none): tags the backup."""
+    gone = {m.key for m in chosen}
+    left = [a.parsed_version for a in applied if a.status == "applied" and a.version not in gone and a.parsed_version]
+    return str(max(left)) if left else "0"
 
 
 def write_schema_snapshot(settings: Settings, log: Log, conn: db.Connection, table: HistoryTable) -> None:
@@ -354,25 +388,27 @@ def rollback(
             for a in current:
                 if a.version.startswith("R__"):
                     sys.stdout.write(f"-- forget repeatable {a.version} (re-applied by the next migrate)\n")
-        state.pending = chosen
+        state.to_roll_back = chosen
         return state
     with locked_session(settings, log) as (conn, lock):
         applied, setup = prepare_history(conn, settings, log, migrations, run_id, schema_file=False)
         chosen = rollback_plan(migrations, applied, steps=steps, to=to, name=name, everything=everything)
         for m in chosen:
             statements_for(m, m.down, transactional=section_transactional(m, m.down) if m.down else True)
-        state.pending = chosen
+        state.to_roll_back = chosen
         log.info("rollback.plan", versions=[m.key for m in chosen])
         # Repeatable (R__) migrations have no down: reset forgets their rows so the next migrate re-applies them.
         repeatables = [a.version for a in applied if a.version.startswith("R__")] if everything else []
         if not chosen and not repeatables:
             return state
         guard.confirm(settings, action, database=conn.info.dbname, interactive=settings.interactive)
+        if chosen:
+            back_up(settings, log, conn, state, _version_after_rollback(applied, chosen), run_id)
         history.ensure(conn, table)
         if setup is not None:
             applied = setup()  # the first command on this database: adopt first, then roll back
         runner = make_runner(conn, lock, settings, log, run_id, applied)
-        runner.applied = state.applied
+        runner.applied = state.rolled_back
         runner.rollback_all(chosen)
         for version in repeatables:
             history.delete(
@@ -405,18 +441,20 @@ def refresh(settings: Settings, log: Log, state: RunState, run_id: str) -> RunSt
     rollback(settings, log, state, run_id, everything=True, action="refresh (reset and re-apply)")
     if settings.dry_run:
         return state
-    again = RunState()
-    migrate(settings.model_copy(update={"confirm_production": True}), log, again, run_id)
-    state.applied.extend(again.applied)
-    return state
+    # Confirmed and backed up (per MIGRATE_BACKUP) before the reset: the re-apply needs neither again.
+    again = {"confirm_production": True, **({"backup": "none"} if state.backup is not None else {})}
+    return migrate(settings.model_copy(update=again), log, state, run_id)
 
 
-def baseline_cmd(settings: Settings, log: Log, run_id: str, version: str, out: TextIO) -> list[str]:
+def baseline_cmd(
+    settings: Settings, log: Log, run_id: str, version: str, out: TextIO, state: RunState | None = None
+) -> list[str]:
     """Record every migration <= version as applied without running it."""
     try:
         upto = source.parse_version(version, settings.order)
     except ValueError:
         raise ConfigError(f"baseline --version {version!r} is not a version number") from None
+    state = state if state is not None else RunState()
     migrations = load_files(settings)
     table = table_of(settings)
     if settings.dry_run:
@@ -429,6 +467,7 @@ def baseline_cmd(settings: Settings, log: Log, run_id: str, version: str, out: T
         rows = baseline.baseline_rows(migrations, upto, existing, "baseline")
         if rows:
             guard.confirm(settings, "baseline", database=conn.info.dbname, interactive=settings.interactive)
+            back_up(settings, log, conn, state, str(upto), run_id)
             history.ensure(conn, table)
             if setup is not None:
                 setup()
@@ -472,14 +511,60 @@ def read_log(settings: Settings, log: Log) -> list[history.Event]:
         conn.close()
 
 
-def dry_run(settings: Settings, log: Log, migrations: list[Migration], out: TextIO) -> RunState:
+@dataclass(frozen=True)
+class SchemaLoad:
+    """`migrate` would first load this schema file (empty database), recording these versions as applied."""
+
+    file: Path
+    versions: list[str]
+
+
+def planned_history(settings: Settings, log: Log, migrations: list[Migration]) -> tuple[list[Any], SchemaLoad | None]:
+    """The history `migrate` would plan with (read-only, no lock), and the schema file it would load first."""
+    conn = db.connect(settings, log, purpose="status")
+    try:
+        rows, setup = prepare_history(conn, settings, log, migrations, run_id="")
+        if setup is None:
+            return rows, None
+        # A first-run action on an empty database is the schema file (adopting needs a legacy table).
+        path = baseline.find_schema_file(settings.dir, settings.schema_load_file)
+        if path is None or not baseline.database_is_empty(conn, table_of(settings)):
+            return rows, None
+        return rows, SchemaLoad(path, [a.version for a in rows])
+    finally:
+        conn.close()
+
+
+def _schema_rows(plan: Plan, load: SchemaLoad | None) -> tuple[StatusRow, ...]:
+    """Status rows with the migrations a not-yet-loaded schema file covers shown as pending via the schema file."""
+    if load is None:
+        return plan.rows
+    covered = set(load.versions)
+    return tuple(
+        StatusRow(r.version, r.name, "pending", file=r.file, via="schema file") if r.version in covered else r
+        for r in plan.rows
+    )
+
+
+def dry_run(
+    settings: Settings, log: Log, migrations: list[Migration], out: TextIO, state: RunState | None = None
+) -> RunState:
     """Print the plan and the exact SQL that would run; change nothing."""
-    applied = read_history(settings, log, migrations)
+    state = state if state is not None else RunState()
+    applied, load = planned_history(settings, log, migrations)
     plan = build_plan(migrations, applied, target=settings.target, allow_out_of_order=settings.allow_out_of_order)
+    state.pending = list(plan.pending)
     for p in plan.problems:
         out.write(f"problem: {p.message}\n")
     _raise_problems(plan)
     check_pending(plan)
+    if load is not None:
+        covers = ", ".join(load.versions) or "no migration (no `-- migrate-job: baseline V` header)"
+        out.write(
+            f"-- load the schema file {load.file} (empty database), in one transaction with the history rows of "
+            f"the migrations it covers: {covers}\n\n"
+        )
+        log.info("schema.would_load", file=str(load.file), baselined=load.versions, dry_run=True)
     if not plan.pending:
         out.write("-- nothing to apply: the database is up to date\n")
     check = lock_check_sql(lock_key(settings.history_schema, settings.history_table))
@@ -488,28 +573,39 @@ def dry_run(settings: Settings, log: Log, migrations: list[Migration], out: Text
         out.write(f"-- {m.key} {m.name} ({m.path}) {mode}\n")
         out.write(preview(m, settings, table_of(settings), check) + "\n")
     log.info("plan", pending=[m.key for m in plan.pending], dry_run=True)
-    return RunState(pending=list(plan.pending))
+    return state
 
 
 def status(settings: Settings, log: Log, out: TextIO, fmt: str = "table", show_all: bool = False) -> Plan:
-    """Every migration with its state; with `show_all` also the audit trail (adoption, rollbacks, repairs)."""
+    """Every migration with its state; with `show_all` also the audit trail (adoption, rollbacks, repairs).
+    On an empty database with a schema file, the migrations it covers are `pending (schema file)`: nothing is
+    applied before `migrate` loads it."""
     migrations = load_files(settings)
-    plan = build_plan(migrations, read_history(settings, log, migrations), allow_out_of_order=True)
+    applied, load = planned_history(settings, log, migrations)
+    plan = build_plan(migrations, applied, allow_out_of_order=True)
+    rows = _schema_rows(plan, load)
     events = read_log(settings, log) if show_all else []
     counts: dict[str, int] = {}
-    for r in plan.rows:
+    shown: dict[str, int] = {}
+    for r in rows:
         counts[r.state] = counts.get(r.state, 0) + 1
+        label = f"{r.state} ({r.via})" if r.via else r.state
+        shown[label] = shown.get(label, 0) + 1
     if fmt == "json":
         summary: dict[str, Any] = {"summary": counts, "problems": [p.message for p in plan.problems]}
         if show_all:
             summary["log"] = audit_json(events)
-        out.write(status_json(plan.rows, summary) + "\n")
+        if load is not None:
+            summary["schema_file"] = {"file": str(load.file), "versions": load.versions}
+        out.write(status_json(rows, summary) + "\n")
     else:
-        out.write(status_table(plan.rows) + "\n")
-        out.write(", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "no migrations")
+        out.write(status_table(rows) + "\n")
+        out.write(", ".join(f"{n} {state}" for state, n in sorted(shown.items())) or "no migrations")
         out.write("\n")
         if show_all:
             out.write(f"\nhistory log ({table_of(settings).log_qualified}):\n{audit_table(events)}\n")
+        if load is not None:
+            out.write(f"on the first migrate the schema file {load.file} is loaded (empty database)\n")
     return plan
 
 
@@ -520,11 +616,14 @@ def validate(settings: Settings, log: Log, out: TextIO) -> Plan:
         migrations, read_history(settings, log, migrations), allow_out_of_order=settings.allow_out_of_order
     )
     problems = [p.message for p in plan.problems]
+    first_file = problem_file(plan)
     for m in plan.pending:
         try:
             statements_for(m)
+            refuse_template(m)
         except SourceError as exc:
             problems.append(exc.message)
+            first_file = first_file or exc.fields.get("file")
     for p in problems:
         out.write(f"problem: {p}\n")
     if problems:
@@ -532,28 +631,24 @@ def validate(settings: Settings, log: Log, out: TextIO) -> Plan:
             f"validation failed: {len(problems)} problem(s): {problems[0]}",
             problems=problems,
             count=len(problems),
+            file=first_file,
         )
     out.write(f"ok: {len(migrations)} migration file(s), {len(plan.pending)} pending, no problems\n")
     return plan
 
 
-_TEMPLATE = """-- {title}
--- Created {created}.
--- Directives (optional): -- migrate-job: transaction=off lock_timeout=10s statement_timeout=0
+def create(
+    settings: Settings,
+    name: str,
+    out: TextIO,
+    *,
+    now: datetime | None = None,
+    style: str | None = None,
+    version_style: str | None = None,
+) -> list[Path]:
+    """Write a new migration following the folder's convention (see job.scaffold); `--dry-run` only prints it."""
+    from job import scaffold
 
--- UP
-
-
--- DOWN
-
-"""
-
-
-def create(settings: Settings, name: str, out: TextIO, *, now: datetime | None = None) -> list[Path]:
-    """Write a new migration file with the next version, following the folder's naming habit."""
-    slug = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
-    if not slug:
-        raise ConfigError(f"create: {name!r} is not a usable migration name (use letters and digits)")
     if settings.filename_pattern is not None:
         raise ConfigError(
             "create: files here are named by MIGRATE_FILENAME_PATTERN, from which migrate-job cannot derive a "
@@ -561,34 +656,27 @@ def create(settings: Settings, name: str, out: TextIO, *, now: datetime | None =
             setting="MIGRATE_FILENAME_PATTERN",
         )
     directory = settings.dir
+    migrations = load_files(settings) if directory.is_dir() else []
+    families = {m.layout for m in migrations} or ({settings.format} if settings.format != "auto" else set())
+    at = now or datetime.now(UTC)
+    try:
+        conv = scaffold.with_options(
+            scaffold.convention(migrations, settings.format), families, style=style, version_style=version_style
+        )
+        files = scaffold.new_files(directory, name, conv, scaffold.next_version(migrations, conv, at), at)
+    except scaffold.ScaffoldError as exc:
+        raise ConfigError(str(exc)) from None
+    for f in files:
+        if f.path.exists():
+            raise ConfigError(f"create: {f.path} already exists")
+    if settings.dry_run:
+        out.write("".join(f"-- would write {f.path}\n{f.text}\n" for f in files))
+        return [f.path for f in files]
     directory.mkdir(parents=True, exist_ok=True)
-    migrations = load_files(settings)
-    stamp = (now or datetime.now(UTC)).strftime("%Y%m%d%H%M%S")
-    layouts = {m.layout for m in migrations}
-    layout = settings.format if settings.format != "auto" else (layouts.pop() if len(layouts) == 1 else "numbered")
-    versions = [m.version for m in migrations if m.version is not None]
-    created = f"{(now or datetime.now(UTC)).isoformat(timespec='seconds')}"
-    if layout == "golang":
-        nxt = (versions[-1].first + 1) if versions else 1
-        paths = [directory / f"{nxt}_{slug}.up.sql", directory / f"{nxt}_{slug}.down.sql"]
-        bodies = [f"-- {slug} (up)\n", f"-- {slug} (down)\n"]
-    elif layout == "flyway":
-        nxt = (versions[-1].first + 1) if versions else 1
-        paths, bodies = [directory / f"V{nxt}__{slug}.sql"], [f"-- {slug}\n"]
-    else:
-        prefix, _ = source.next_version(migrations)
-        if not prefix:
-            prefix = stamp
-        sep = source.name_separator(migrations)  # `0004-add-email.sql` in a folder of NNNN-name.sql files
-        paths = [directory / f"{prefix}{sep}{slug.replace('_', sep)}.sql"]
-        bodies = [_TEMPLATE.format(title=slug.replace("_", " "), created=created)]
-    for path in paths:
-        if path.exists():
-            raise ConfigError(f"create: {path} already exists")
-    for path, body in zip(paths, bodies, strict=True):
-        path.write_text(body, encoding="utf-8")
-        out.write(f"{path}\n")
-    return paths
+    for f in files:
+        f.path.write_text(f.text, encoding="utf-8")
+        out.write(f"{f.path}\n")
+    return [f.path for f in files]
 
 
 def make_runner(
@@ -626,20 +714,23 @@ def repair(
     migrations = load_files(settings)
     table = table_of(settings)
     if settings.dry_run:
-        broken = [a for a in read_history(settings, log) if a.status != "applied"]
+        broken = [
+            a for a in read_history(settings, log) if a.status != "applied" and (not versions or a.version in versions)
+        ]
         for a in broken:
-            if not versions or a.version in versions:
-                sys.stdout.write(
-                    f"-- would {mode} version {a.version} ({a.name}), failed at statement "
-                    f"{(a.statements_done or 0) + 1}: {a.error}\n"
-                )
+            sys.stdout.write(
+                f"-- would {mode} version {a.version} ({a.name}), failed at statement "
+                f"{(a.statements_done or 0) + 1}: {a.error}\n"
+            )
         if not broken:
             sys.stdout.write("-- nothing to repair\n")
         return [a.version for a in broken]
     with locked_session(settings, log) as (conn, lock):
         applied, _ = prepare_history(conn, settings, log, migrations, run_id, schema_file=False)
-        if any(a.status != "applied" for a in applied):  # adopted rows are never failed: nothing to adopt here
+        broken = [a.version for a in applied if a.status != "applied" and (not versions or a.version in versions)]
+        if broken:  # adopted rows are never failed: nothing to adopt here
             guard.confirm(settings, "repair", database=conn.info.dbname, interactive=settings.interactive)
+            back_up(settings, log, conn, state, broken[-1], run_id)
             history.ensure(conn, table)
         runner = make_runner(conn, lock, settings, log, run_id, applied)
         runner.applied = state.applied

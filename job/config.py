@@ -457,6 +457,16 @@ def _file_values(overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, s
     return values, origin, cfg, env
 
 
+_LOG_FORMATS = ("auto", "json", "console")
+
+
+def early_log_format(flag: str | None) -> str:
+    """The log format for an error before the settings exist (an unknown --env, a bad value): --log-format,
+    else MIGRATE_LOG_FORMAT, else auto; a value that is itself invalid counts as auto."""
+    value = (flag or os.environ.get("MIGRATE_LOG_FORMAT") or "auto").strip().lower()
+    return value if value in _LOG_FORMATS else "auto"
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Build the frozen settings from CLI overrides (None = not given), the environment and the config file.
 

@@ -35,8 +35,9 @@ exit codes:
   2    usage or configuration error (also: the history table has another shape, or the role
        lacks a privilege on it: the message names the GRANT)
   3    the advisory lock was not acquired in time (another runner holds it)
-  4    validation failed (bad migration files, edited/removed applied files, failed entries,
-       out-of-order versions); nothing was applied. wait-for-version: version not reached
+  4    validation failed (bad migration files, a created migration still empty, edited/removed
+       applied files, failed entries, out-of-order versions); nothing was applied.
+       rollback --name: no or several migrations match. wait-for-version: version not reached
        in time. lint: an error-level finding. diff: the live schema differs from MIGRATE_SCHEMA_FILE
   5    database unreachable (retried for MIGRATE_CONNECT_TIMEOUT), a connection that can never
        succeed (password, pg_hba.conf, role, a bad option, TLS the server lacks: not retried),

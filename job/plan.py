@@ -6,6 +6,7 @@ message naming the file), and one status row per version for `status`.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
@@ -57,6 +58,7 @@ class StatusRow:
     file: str | None = None
     source: str | None = None
     error: str | None = None
+    via: str | None = None  # how a pending migration will be applied when not by its file ("schema file")
 
 
 @dataclass(frozen=True)
@@ -234,6 +236,47 @@ def _row(a: Applied, state: str, m: Migration | None) -> StatusRow:
     )
 
 
+def names_of(m: Migration) -> set[str]:
+    """What `rollback --name` accepts for a migration: its version (as stored and as the file writes it), its
+    name, its file name, and the file's stem (`20250105_090000_add_new_field`, `1_x.up`, `1_x`)."""
+    filename = m.filename
+    stem = filename.removesuffix(".sql")
+    found = {m.key, m.name, filename, stem, stem.removesuffix(".up")}
+    prefix = re.match(r"^[VU]?(\d{8}_\d{6}(?=_)|\d+(?:\.\d+)*)", filename)
+    if prefix:
+        found.add(prefix.group(1))
+    return found
+
+
+def _named(applied: list[Applied], by_key: dict[str, Migration], name: str) -> list[Applied]:
+    """The one applied migration `rollback --name NAME` means; ValidationFailed when none or several match."""
+    from job.errors import ValidationFailed
+
+    wanted = name.strip()
+    try:
+        as_version: Version | None = Version.parse(wanted)
+    except ValueError:
+        as_version = None
+    matches = []
+    for a in applied:
+        m = by_key.get(a.version)
+        names = names_of(m) if m is not None else {a.version, a.name}
+        if wanted in names or (as_version is not None and a.parsed_version == as_version):
+            matches.append(a)
+    if not matches:
+        raise ValidationFailed(f"rollback --name {name}: no applied migration has that name, file name or version")
+    if len(matches) > 1:
+        listing = ", ".join(
+            f"{by_key[a.version].filename if a.version in by_key else a.name} ({a.version})" for a in matches
+        )
+        raise ValidationFailed(
+            f"rollback --name {name}: {len(matches)} applied migrations match: {listing}; give the version or the "
+            "file name",
+            problems=[f"{a.version} {a.name}" for a in matches],
+        )
+    return matches
+
+
 def rollback_plan(
     migrations: list[Migration],
     history: list[Applied],
@@ -258,13 +301,7 @@ def rollback_plan(
     if everything:
         chosen = applied
     elif name is not None:
-        chosen = [
-            a
-            for a in applied
-            if name in (a.version, a.name) or (a.version in by_key and name in (by_key[a.version].filename,))
-        ]
-        if not chosen:
-            raise ValidationFailed(f"rollback --name {name}: no applied migration has that name or version")
+        chosen = _named(applied, by_key, name)
     elif to is not None:
         floor = _parse(to, lexical)
         if floor is None:

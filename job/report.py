@@ -105,12 +105,18 @@ def _fmt_ms(value: int | None) -> str:
     return f"{value} ms" if value < 10_000 else f"{value / 1000:.1f} s"
 
 
+def _state(row: Any) -> str:
+    """`pending`, or `pending (schema file)` for a migration the schema file will record."""
+    via = getattr(row, "via", None)
+    return f"{row.state} ({via})" if via else str(row.state)
+
+
 def status_table(rows: Sequence[Any]) -> str:
     """A plain-text table: version, name, state, applied_at, duration (and source when adopted)."""
     show_source = any(getattr(r, "source", None) not in (None, "migrate-job") for r in rows)
     header = ["VERSION", "NAME", "STATE", "APPLIED AT", "DURATION"] + (["SOURCE"] if show_source else [])
     body = [
-        [r.version, r.name, r.state, _fmt_time(r.applied_at), _fmt_ms(r.execution_ms)]
+        [r.version, r.name, _state(r), _fmt_time(r.applied_at), _fmt_ms(r.execution_ms)]
         + ([r.source or ""] if show_source else [])
         for r in rows
     ]
@@ -132,6 +138,7 @@ def status_json(rows: Sequence[Any], summary: dict[str, Any]) -> str:
             "file": r.file,
             "source": r.source,
             "error": r.error,
+            "via": getattr(r, "via", None),
         }
         for r in rows
     ]
@@ -163,21 +170,28 @@ def _md(text: object) -> str:
     return str(text if text is not None else "").replace("|", "\\|").replace("\n", " ")
 
 
-def github_summary(command: str, code: int, applied: Sequence[Any], error: str | None) -> str:
-    """A Markdown step summary: outcome and a table of the migrations applied in this run."""
+def _outcome_table(outcomes: Sequence[Any]) -> list[str]:
+    return ["| version | name | file | duration |", "|---|---|---|---|"] + [
+        f"| {_md(o.migration.key)} | {_md(o.migration.name)} | {_md(o.migration.filename)} | {o.elapsed_ms} ms |"
+        for o in outcomes
+    ]
+
+
+def github_summary(
+    command: str, code: int, applied: Sequence[Any], error: str | None, *, rolled_back: Sequence[Any] = ()
+) -> str:
+    """A Markdown step summary: outcome and tables of the migrations rolled back and applied in this run."""
     icon = "✅" if code == 0 else "❌"
     lines = [f"### {icon} migrate-job {command}: exit {code}", ""]
     if error:
         lines += [f"**Error:** {_md(error)}", ""]
+    if rolled_back:
+        lines += ["Rolled back:", "", *_outcome_table(rolled_back), ""]
     if applied:
-        lines += ["| version | name | file | duration |", "|---|---|---|---|"]
-        lines += [
-            f"| {_md(o.migration.key)} | {_md(o.migration.name)} | {_md(o.migration.filename)} | {o.elapsed_ms} ms |"
-            for o in applied
-        ]
-    else:
+        lines += (["Applied:", ""] if rolled_back else []) + _outcome_table(applied)
+    elif not rolled_back:
         lines.append("No migrations were applied.")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 def _escape_property(value: str) -> str:

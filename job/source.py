@@ -730,29 +730,3 @@ def _read(path: Path, n: _Name, down_path: Path | None) -> Migration:
         layout=n.family,
         raw_checksum=raw,
     )
-
-
-def next_version(migrations: list[Migration], *, timestamp: str | None = None) -> tuple[str, int]:
-    """The file prefix for a new migration: (prefix text, width) following the folder's habit."""
-    versioned = [m for m in migrations if m.version is not None and m.layout == "numbered"]
-    if timestamp is not None:
-        return timestamp, len(timestamp)
-    if not versioned:
-        return "0001", 4
-    last = versioned[-1]
-    assert last.version is not None
-    digits = re.match(r"\d+", last.path.name)
-    width = len(digits.group(0)) if digits else 4
-    value = int(digits.group(0)) if digits else last.version.first
-    if width >= 14:  # timestamp folders continue with timestamps
-        return "", width
-    return str(value + 1).zfill(width), width
-
-
-def name_separator(migrations: list[Migration]) -> str:
-    """`-` when the folder's newest numbered file is named `NNNN-name.sql` (postgres-migrations style), else `_`."""
-    versioned = [m for m in migrations if m.version is not None and m.layout == "numbered"]
-    if not versioned:
-        return "_"
-    match = re.match(r"\d+([_-])", versioned[-1].path.name)
-    return match.group(1) if match else "_"

@@ -957,24 +957,3 @@ def test_unreadable_down_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(SourceError) as info:
         load(folder)
     assert "1_x.down.sql: cannot read this migration file" in info.value.message
-
-
-# ---------------------------------------------------------------------------- hyphen names, next file
-
-
-@pytest.mark.parametrize(
-    ("names", "prefix", "sep"),
-    [
-        (["0001-create-users.sql", "0002-add-email.sql"], "0003", "-"),
-        (["0001_create_users.sql"], "0002", "_"),
-        (["1-init.sql", "2-more.sql"], "3", "-"),
-        ([], "0001", "_"),
-    ],
-)
-def test_next_file_follows_the_folder(tmp_path: Path, names: list[str], prefix: str, sep: str) -> None:
-    """`create` continues the folder's numbering and its `_` or `-` separator (postgres-migrations style)."""
-    from job.source import name_separator, next_version
-
-    migrations = load(make_dir(tmp_path, dict.fromkeys(names, "select 1;\n")))
-    assert next_version(migrations)[0] == prefix
-    assert name_separator(migrations) == sep
