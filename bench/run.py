@@ -196,11 +196,15 @@ def clean_env(extra: dict[str, str]) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("MIGRATE_", "PG", "AWS_")) and k not in ("DATABASE_URL", "GITHUB_ACTIONS")
+        if not k.startswith(("MIGRATE_", "PG", "AWS_")) and k not in ("DATABASE_URL", "GITHUB_ACTIONS", "PYTHONPATH")
     }
     env.update(extra)
     return env
 
+
+# `python -m job` runs from a temp dir: without this, `job` would be whatever the venv's editable install points at
+# (the main checkout), not the checkout this benchmark is in.
+CHECKOUT_ENV = {"PYTHONPATH": str(ROOT)}
 
 # ---------------------------------------------------------------------------- the bench
 
@@ -287,7 +291,10 @@ class Bench:
             row = conn.execute("SELECT count(*) FROM public.migrate_job_history WHERE status = 'applied'").fetchone()
         return int(row[0]) if row else 0
 
-    def job_env(self, db: str, *, proxied: bool, extra: dict[str, str] | None = None) -> dict[str, str]:
+    def job_env(
+        self, db: str, *, proxied: bool, extra: dict[str, str] | None = None, checkout: bool = True
+    ) -> dict[str, str]:
+        """migrate-job's environment; `checkout`: import `job` from this checkout (not for the installed wheel)."""
         env = clean_env(
             {
                 "DATABASE_URL": self.url(db, proxied=proxied),
@@ -295,6 +302,7 @@ class Bench:
                 "MIGRATE_ENV": "dev",
                 "MIGRATE_CONNECT_TIMEOUT": "20s",
                 "MIGRATE_TERMINATION_LOG": str(self.term_log),
+                **(CHECKOUT_ENV if checkout and not self.args.cli else {}),
             }
         )
         for key, value in (extra or {}).items():
@@ -330,7 +338,8 @@ class Bench:
     ) -> Sample:
         cmd = [*(cli or self.cli), "migrate", "--dir", str(folder), *extra]
         with self.counting(proxied) as box:
-            p = check(run_proc(cmd, self.job_env(db, proxied=proxied, extra=env), cwd=self.work), "migrate-job")
+            run_env = self.job_env(db, proxied=proxied, extra=env, checkout=not cli)
+            p = check(run_proc(cmd, run_env, cwd=self.work), "migrate-job")
         stats = box[0] if box else None
         return Sample(p.wall, p.cpu, p.maxrss_kb, stats.round_trips if stats else None, stats)
 
@@ -621,7 +630,7 @@ class Bench:
         }
 
     def import_time(self) -> dict[str, Any]:
-        env = clean_env({})
+        env = clean_env(CHECKOUT_ENV)
         runs = max(self.args.repeat, 5)
         cum, walls, bare = [], [], []
         for _ in range(runs):
