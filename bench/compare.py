@@ -46,7 +46,7 @@ def cell(value: float | None, base: float | None, fmt: Callable[[float], str]) -
     """`value` formatted, with its ratio to `base` when both are known (base None: the base column itself)."""
     if value is None:
         return "—"
-    if base is None or base <= 0:  # the base column, or no meaningful ratio (e.g. a latency lost in the noise)
+    if base is None or base <= 0 or value < 0:  # the base column, or no meaningful ratio (a latency lost in noise)
         return fmt(value)
     return f"{fmt(value)} ({value / base:.2f}×)"
 

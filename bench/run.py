@@ -746,6 +746,11 @@ def figures(s: dict[str, Series], direct: str, proxy: str, noop: str | None) -> 
     )
 
 
+def _shown(path: str) -> str:
+    """A path under the checkout, relative to it (the report names no absolute paths of this machine)."""
+    return os.path.relpath(path, ROOT) if Path(path).is_relative_to(ROOT) else path
+
+
 def side_by_side_section(bench: Bench) -> tuple[list[str], list[Goal]]:
     """The peers table, how each tool ran, migrate-job installed vs checkout, and the goals of issue 13."""
     a, s, n = bench.args, bench.series, bench.count
@@ -772,7 +777,7 @@ def side_by_side_section(bench: Bench) -> tuple[list[str], list[Goal]]:
     how = [
         f"- {title}: "
         + (
-            f"`{bench.installed[0]} migrate` (a wheel of the checkout, `pip install`ed into its own venv "
+            f"`{_shown(bench.installed[0])} migrate` (a wheel of the checkout, `pip install`ed into its own venv "
             "with the same dependency versions; bytecode compiled by pip)"
             if installed
             else "`python -m job migrate` from the checkout"
