@@ -57,7 +57,7 @@ fmt: install ## format the code with ruff
 	$(VENV)/bin/ruff format job tests bench
 	$(VENV)/bin/ruff check --fix job tests bench
 
-bench: install ## benchmark vs psql: round trips, 10 ms-RTT latency, no-op, planning, RSS; writes bench/RESULTS.md
+bench: install ## benchmark beside node-pg-migrate, dbmate, psql (peers from npm into .dev/bench-peers once); writes bench/RESULTS.md
 	$(PY) bench/run.py
 
 image: ## build the container image with podman (installs podman and a local debootstrapped base if needed)

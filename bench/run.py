@@ -1,6 +1,7 @@
-"""migrate-job benchmark: round trips, latency, no-op cost, planning, memory; psql as the baseline.
+"""migrate-job benchmark: round trips, latency, no-op cost, planning, memory; beside node-pg-migrate, dbmate, psql.
 
     python bench/run.py [--count 200] [--rtt-ms 10] [--repeat 3] [--plan-files 10000] [--output bench/RESULTS.md]
+                        [--no-peers] [--no-wheel] [--strict]
 
 Starts a throwaway PostgreSQL (job.devserver, in a temp dir, always stopped at the end) and the
 latency proxy (bench/proxy.py), creates a fresh database for every measured apply, and prints a
@@ -14,9 +15,16 @@ Markdown report (also written to --output). Scenarios:
  6. planning --plan-files files in-process: job.source.load + job.plan.build_plan vs as many history rows
  7. CLI import time (python -X importtime -c "import job.cli")
  8. robustness check (not a target): one --large-mb migration, sent as one message, must finish
+ 9. the peers (bench/peers.py; --no-peers to leave them out): node-pg-migrate and dbmate, installed from
+    npm into .dev/bench-peers on the first run, apply the same N migrations in their own file formats,
+    direct and proxied, and a no-op run; psql's figures come from scenario 5
+10. migrate-job as a user installs it (bench/wheel.py; --no-wheel to leave it out): a wheel of the checkout
+    in the venv .dev/bench-venv, its `migrate-job` entry point: apply direct and proxied, and the no-op run
 
 Timed scenarios run --repeat times (interleaved, so load on a shared machine hits all of them
-alike) and report the median; every repeat is listed at the end of the report.
+alike) and report the median; every repeat is listed at the end of the report. The report prints
+PASS/FAIL for the targets and for the goals of issue 13 (against node-pg-migrate in the same run); the
+exit code is 0 whenever the benchmark ran (--strict: 1 when a target or goal fails).
 """
 
 from __future__ import annotations
@@ -40,7 +48,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,7 +60,11 @@ if __package__ in (None, ""):  # `python bench/run.py`: make `bench` and `job` i
 import psycopg
 from psycopg import sql
 
+from bench import peers as peer_tools
+from bench import wheel
+from bench.compare import Figures, Goal, goals, side_by_side
 from bench.generate import generate, generate_large
+from bench.peers import Peer
 from bench.proxy import DelayProxy, Stats
 from job import devserver
 
@@ -184,11 +196,15 @@ def clean_env(extra: dict[str, str]) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("MIGRATE_", "PG", "AWS_")) and k not in ("DATABASE_URL", "GITHUB_ACTIONS")
+        if not k.startswith(("MIGRATE_", "PG", "AWS_")) and k not in ("DATABASE_URL", "GITHUB_ACTIONS", "PYTHONPATH")
     }
     env.update(extra)
     return env
 
+
+# `python -m job` runs from a temp dir: without this, `job` would be whatever the venv's editable install points at
+# (the main checkout), not the checkout this benchmark is in.
+CHECKOUT_ENV = {"PYTHONPATH": str(ROOT)}
 
 # ---------------------------------------------------------------------------- the bench
 
@@ -249,6 +265,9 @@ class Bench:
         self.results: dict[str, Any] = {}
         self.series: dict[str, Series] = {}
         self.term_log = work / "termination.log"
+        self.peers: list[Peer] = []
+        self.peer_folders: dict[str, Path] = {}
+        self.installed: list[str] = []  # the wheel's entry point, when installed
 
     # -- infrastructure --------------------------------------------------------------
 
@@ -272,7 +291,10 @@ class Bench:
             row = conn.execute("SELECT count(*) FROM public.migrate_job_history WHERE status = 'applied'").fetchone()
         return int(row[0]) if row else 0
 
-    def job_env(self, db: str, *, proxied: bool, extra: dict[str, str] | None = None) -> dict[str, str]:
+    def job_env(
+        self, db: str, *, proxied: bool, extra: dict[str, str] | None = None, checkout: bool = True
+    ) -> dict[str, str]:
+        """migrate-job's environment; `checkout`: import `job` from this checkout (not for the installed wheel)."""
         env = clean_env(
             {
                 "DATABASE_URL": self.url(db, proxied=proxied),
@@ -280,6 +302,7 @@ class Bench:
                 "MIGRATE_ENV": "dev",
                 "MIGRATE_CONNECT_TIMEOUT": "20s",
                 "MIGRATE_TERMINATION_LOG": str(self.term_log),
+                **(CHECKOUT_ENV if checkout and not self.args.cli else {}),
             }
         )
         for key, value in (extra or {}).items():
@@ -304,11 +327,19 @@ class Bench:
     # -- measurements ----------------------------------------------------------------
 
     def migrate(
-        self, folder: Path, db: str, *, proxied: bool, extra: Sequence[str] = (), env: dict[str, str] | None = None
+        self,
+        folder: Path,
+        db: str,
+        *,
+        proxied: bool,
+        extra: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+        cli: Sequence[str] = (),
     ) -> Sample:
-        cmd = [*self.cli, "migrate", "--dir", str(folder), *extra]
+        cmd = [*(cli or self.cli), "migrate", "--dir", str(folder), *extra]
         with self.counting(proxied) as box:
-            p = check(run_proc(cmd, self.job_env(db, proxied=proxied, extra=env), cwd=self.work), "migrate-job")
+            run_env = self.job_env(db, proxied=proxied, extra=env, checkout=not cli)
+            p = check(run_proc(cmd, run_env, cwd=self.work), "migrate-job")
         stats = box[0] if box else None
         return Sample(p.wall, p.cpu, p.maxrss_kb, stats.round_trips if stats else None, stats)
 
@@ -318,6 +349,73 @@ class Bench:
             p = check(run_proc(cmd, clean_env({}), cwd=self.work), "psql")
         stats = box[0] if box else None
         return Sample(p.wall, p.cpu, p.maxrss_kb, stats.round_trips if stats else None, stats)
+
+    def peer_run(self, peer: Peer, db: str, *, proxied: bool) -> Sample:
+        """One `up`/`migrate` of the peer on its folder: an apply on a fresh database, a no-op after one."""
+        cmd = peer.command(self.peer_folders[peer.key])
+        with self.counting(proxied) as box:
+            p = check(run_proc(cmd, clean_env(peer.env(self.url(db, proxied=proxied))), cwd=self.work), peer.key)
+        stats = box[0] if box else None
+        return Sample(p.wall, p.cpu, p.maxrss_kb, stats.round_trips if stats else None, stats)
+
+    def peer_count(self, peer: Peer, db: str) -> int:
+        with psycopg.connect(self.url(db, proxied=False)) as conn:
+            query = sql.SQL("SELECT count(*) FROM public.{}").format(sql.Identifier(peer.history_table))
+            row = conn.execute(query).fetchone()
+        return int(row[0]) if row else 0
+
+    def prepare_tools(self) -> None:
+        """Install the peers and the wheel (the only network use: npm and PyPI, on the first run)."""
+        if self.args.peers:
+            started = time.monotonic()
+            self.peers = peer_tools.install(self.args.peers_dir, log)
+            self.results["peers_install_s"] = time.monotonic() - started
+            for peer in self.peers:
+                folder = self.work / f"{peer.key}_{self.count}"
+                peer_tools.write_peer_migrations(folder, peer.key, self.count, seed=self.args.seed)
+                self.peer_folders[peer.key] = folder
+        if self.args.wheel:
+            started = time.monotonic()
+            entry, pins = wheel.install(ROOT, self.args.venv, log)
+            self.installed = [str(entry)]
+            self.results["wheel_pins"] = pins
+            self.results["wheel_install_s"] = time.monotonic() - started
+
+    def apply_round(self, r: int, folder: Path, script: Path) -> str:
+        """One repeat of every apply, interleaved; the database of migrate-job's direct apply (for no-ops)."""
+        n, args = self.count, self.args
+        log(f"repeat {r + 1}/{args.repeat}: apply {n} direct")
+        db = self.fresh_db("direct")
+        self.add("apply_direct", self.migrate(folder, db, proxied=False))
+        if (applied := self.history_count(db)) != n:
+            raise RuntimeError(f"direct apply recorded {applied} migrations, expected {n}")
+        noop_db = db
+        log(f"repeat {r + 1}/{args.repeat}: apply {n} through the proxy")
+        db = self.fresh_db("proxy")
+        self.add("apply_proxy", self.migrate(folder, db, proxied=True))
+        if (applied := self.history_count(db)) != n:
+            raise RuntimeError(f"proxied apply recorded {applied} migrations, expected {n}")
+        if not args.skip_psql:
+            log(f"repeat {r + 1}/{args.repeat}: psql baseline direct and through the proxy")
+            self.add("psql_direct", self.psql_apply(script, self.fresh_db("psql"), proxied=False))
+            self.add("psql_proxy", self.psql_apply(script, self.fresh_db("psqlproxy"), proxied=True))
+        if self.installed:
+            log(f"repeat {r + 1}/{args.repeat}: installed wheel, direct and through the proxy")
+            for proxied, key in ((False, "installed_direct"), (True, "installed_proxy")):
+                db = self.fresh_db(key.split("_")[1])
+                self.add(key, self.migrate(folder, db, proxied=proxied, cli=self.installed))
+                if (applied := self.history_count(db)) != n:
+                    raise RuntimeError(f"installed migrate-job recorded {applied} migrations, expected {n}")
+        for peer in self.peers:
+            log(f"repeat {r + 1}/{args.repeat}: {peer.key}, direct and through the proxy")
+            for proxied in (False, True):
+                db = self.fresh_db(peer.key.replace("-", ""))
+                self.add(f"{peer.key}_{'proxy' if proxied else 'direct'}", self.peer_run(peer, db, proxied=proxied))
+                if (applied := self.peer_count(peer, db)) != n:
+                    raise RuntimeError(f"{peer.key} recorded {applied} migrations, expected {n}")
+                if not proxied:
+                    self.results[f"{peer.key}_noop_db"] = db
+        return noop_db
 
     def add(self, key: str, sample: Sample) -> Sample:
         self.series.setdefault(key, Series()).samples.append(sample)
@@ -340,6 +438,7 @@ class Bench:
             "".join(f"BEGIN;\n\\i '{p}'\nCOMMIT;\n" for p in sorted(folder.glob("*.sql"))), encoding="utf-8"
         )
 
+        self.prepare_tools()
         self.server = devserver.create(self.work / "pgdata", bindir=bindir)
         self.server.start()
         self.proxy = DelayProxy(self.server.host, self.server.port, delay=self.delay)
@@ -350,30 +449,19 @@ class Bench:
         log(f"PostgreSQL {self.results['pg_version']} on port {self.server.port}, proxy on {self.proxy.port}")
         self.results["calibration"] = self.calibrate()
 
-        # 1, 2, 5: applies, interleaved per repeat
+        # 1, 2, 5, 9, 10: applies, interleaved per repeat
         noop_db = ""
         for r in range(args.repeat):
-            log(f"repeat {r + 1}/{args.repeat}: apply {n} direct")
-            db = self.fresh_db("direct")
-            self.add("apply_direct", self.migrate(folder, db, proxied=False))
-            applied = self.history_count(db)
-            if applied != n:
-                raise RuntimeError(f"direct apply recorded {applied} migrations, expected {n}")
-            noop_db = db
-            log(f"repeat {r + 1}/{args.repeat}: apply {n} through the proxy")
-            db = self.fresh_db("proxy")
-            self.add("apply_proxy", self.migrate(folder, db, proxied=True))
-            if (applied := self.history_count(db)) != n:
-                raise RuntimeError(f"proxied apply recorded {applied} migrations, expected {n}")
-            if not args.skip_psql:
-                log(f"repeat {r + 1}/{args.repeat}: psql baseline direct and through the proxy")
-                self.add("psql_direct", self.psql_apply(script, self.fresh_db("psql"), proxied=False))
-                self.add("psql_proxy", self.psql_apply(script, self.fresh_db("psqlproxy"), proxied=True))
+            noop_db = self.apply_round(r, folder, script)
 
-        # 3: no-op runs on the last direct database
+        # 3, 9, 10: no-op runs on the last direct databases, interleaved
         log("no-op runs")
         for _ in range(max(args.repeat, 5)):
             self.add("noop_direct", self.migrate(folder, noop_db, proxied=False))
+            if self.installed:
+                self.add("noop_installed", self.migrate(folder, noop_db, proxied=False, cli=self.installed))
+            for peer in self.peers:
+                self.add(f"{peer.key}_noop", self.peer_run(peer, self.results[f"{peer.key}_noop_db"], proxied=False))
         self.add("noop_proxy", self.migrate(folder, noop_db, proxied=True))
         # Bytecode: the inherited environment may set PYTHONDONTWRITEBYTECODE (job/ is then compiled at
         # every start). Also measured: every module cached (warm PYTHONPYCACHEPREFIX), and none cached
@@ -542,7 +630,7 @@ class Bench:
         }
 
     def import_time(self) -> dict[str, Any]:
-        env = clean_env({})
+        env = clean_env(CHECKOUT_ENV)
         runs = max(self.args.repeat, 5)
         cum, walls, bare = [], [], []
         for _ in range(runs):
@@ -612,18 +700,18 @@ def _s(x: float) -> str:
     return f"{x:.3f} s" if x < 10 else f"{x:.2f} s"
 
 
-def _ratio(a: float, b: float) -> str:
-    return f"{a / b:.2f}×" if b else "—"
-
-
 def phase_of(label: str, *, per_statement: bool) -> str:
     """Group round-trip labels: one line per kind of message (not per migration)."""
     if label in ("ssl-request", "gssenc-request", "startup", "auth"):
         return f"connect: {label}"
-    if label.startswith("query: BEGIN; SET LOCAL"):
-        return "one migration: `BEGIN; SET LOCAL …; <file>; INSERT history; COMMIT` (1 message)"
+    if label.startswith(("query: BEGIN; SET LOCAL", "query: BEGIN; RESET ALL")):
+        return (
+            "migrations: one message of `BEGIN; RESET …; SET LOCAL …; <file>; lock check; INSERT history; COMMIT` each"
+        )
     if per_statement and label.startswith(("query: ", "parse: ")):
         kind, _, text = label.partition(": ")
+        if text.startswith("--"):
+            return f"{kind}: a migration's SQL (starts with a comment)"
         words = text.rstrip(";").split()
         take = 1
         if words and words[0].upper() in ("CREATE", "ALTER", "DROP", "COMMENT"):
@@ -644,6 +732,79 @@ def breakdown(stats: Stats | None, *, per_statement: bool) -> list[tuple[str, in
     return sorted(counts.items(), key=lambda kv: order[kv[0]])
 
 
+def figures(s: dict[str, Series], direct: str, proxy: str, noop: str | None) -> Figures:
+    """A tool's medians from its series (apply direct, apply through the proxy, no-op)."""
+    d, p = s.get(direct), s.get(proxy)
+    no = s.get(noop) if noop else None
+    return Figures(
+        apply_direct=d.wall if d else None,
+        apply_proxy=p.wall if p else None,
+        noop=no.wall if no else None,
+        round_trips=p.round_trips if p else None,
+        cpu=d.cpu if d else None,
+        rss_mb=max(x.rss_mb for x in (d, p) if x is not None) if d or p else None,
+    )
+
+
+def _shown(path: str) -> str:
+    """A path under the checkout, relative to it (the report names no absolute paths of this machine)."""
+    return os.path.relpath(path, ROOT) if Path(path).is_relative_to(ROOT) else path
+
+
+def side_by_side_section(bench: Bench) -> tuple[list[str], list[Goal]]:
+    """The peers table, how each tool ran, migrate-job installed vs checkout, and the goals of issue 13."""
+    a, s, n = bench.args, bench.series, bench.count
+    installed = bool(bench.installed)
+    checkout = figures(s, "apply_direct", "apply_proxy", "noop_direct")
+    mine = figures(s, "installed_direct", "installed_proxy", "noop_installed") if installed else checkout
+    title = "migrate-job (installed wheel)" if installed else "migrate-job (checkout, `python -m job`)"
+    theirs = {p.key: figures(s, f"{p.key}_direct", f"{p.key}_proxy", f"{p.key}_noop") for p in bench.peers}
+    cols: list[tuple[str, Figures]] = [(title, mine), *((p.title, theirs[p.key]) for p in bench.peers)]
+    if "psql_direct" in s:
+        cols.append(("psql, one session", figures(s, "psql_direct", "psql_proxy", None)))
+    npm = theirs.get(peer_tools.NODE_PG_MIGRATE)
+    out: list[str] = []
+    w = out.append
+    peers = ", ".join(p.title for p in bench.peers) or "no peers (--no-peers)"
+    w(f"## Apply {n} pending transactional migrations, side by side: migrate-job, {peers}, psql\n")
+    w(
+        "The same generated migrations (bench/generate.py), each tool in its own file format, on a fresh database "
+        "per apply. `(r×)` = the tool's figure ÷ migrate-job's (above 1×: migrate-job's is lower). The no-op run "
+        f"runs the tool again on a database with all {n} applied.\n"
+    )
+    out.extend(side_by_side(cols, count=n, rtt_ms=a.rtt_ms))
+    w("")
+    how = [
+        f"- {title}: "
+        + (
+            f"`{_shown(bench.installed[0])} migrate` (a wheel of the checkout, `pip install`ed into its own venv "
+            "with the same dependency versions; bytecode compiled by pip)"
+            if installed
+            else "`python -m job migrate` from the checkout"
+        ),
+        *(f"- {p.title}: {p.describe()}" for p in bench.peers),
+        "- psql: one `psql -X -v ON_ERROR_STOP=1 -f` session running `BEGIN; \\i file; COMMIT;` per file "
+        "(no history table, no lock, no checks; no no-op run)",
+    ]
+    out.extend(how)
+    w("")
+    if installed:
+        w(
+            "migrate-job as installed (the first column) vs the editable checkout (`python -m job`, as in the "
+            "targets below):\n"
+        )
+        out.extend(side_by_side([("installed wheel", mine), ("checkout", checkout)], count=n, rtt_ms=a.rtt_ms))
+        w("")
+    goal_list = goals(mine, npm, count=n, rtt_ms=a.rtt_ms, noop_installed=installed)
+    w("## Goals of issue 13 (against node-pg-migrate in the same run)\n")
+    w("| goal | measured | result |")
+    w("|---|---|:---:|")
+    for g in goal_list:
+        w(f"| {g.name} | {g.measured} | {g.verdict} |")
+    w("")
+    return out, goal_list
+
+
 def report(bench: Bench) -> tuple[str, bool]:
     a = bench.args
     r = bench.results
@@ -658,7 +819,7 @@ def report(bench: Bench) -> tuple[str, bool]:
     noop = s["noop_direct"]
     small_n, big_n = r["single_sizes"]
     single_small, single_big = s[f"single_{small_n}"], s[f"single_{big_n}"]
-    psql_d, psql_p = s.get("psql_direct"), s.get("psql_proxy")
+    psql_p = s.get("psql_proxy")
     plan = r["planning"]
     imp = r["import"]
     mods = r["noop_modules"]
@@ -678,42 +839,8 @@ def report(bench: Bench) -> tuple[str, bool]:
         f"({a.rtt_ms / 2:g} ms each way per chunk). Peak RSS: {rss_method()}.\n"
     )
 
-    w(f"## Apply {n} pending transactional migrations: migrate-job vs psql\n")
-    w(
-        "psql baseline: one `psql -X -v ON_ERROR_STOP=1 -f` session running `BEGIN; \\i file; COMMIT;` per file "
-        "(no history table, no lock, no checks).\n"
-    )
-    w("| measure | migrate-job | psql baseline | migrate-job / psql |")
-    w("|---|---:|---:|---:|")
-
-    def row(name: str, mine: float | int | None, base: float | int | None, fmt: Callable[[float], str]) -> None:
-        b = fmt(base) if base is not None else "—"
-        ratio = _ratio(float(mine), float(base)) if mine is not None and base else "—"
-        w(f"| {name} | {fmt(mine) if mine is not None else '—'} | {b} | {ratio} |")
-
-    row("wall, direct (no proxy)", direct.wall, psql_d.wall if psql_d else None, _s)
-    row("CPU user+sys, direct", direct.cpu, psql_d.cpu if psql_d else None, _s)
-    row(f"wall, through {a.rtt_ms:g} ms RTT", proxied.wall, psql_p.wall if psql_p else None, _s)
-    row(
-        "added by the latency (proxied − direct)",
-        proxied.wall - direct.wall,
-        (psql_p.wall - psql_d.wall) if psql_p and psql_d else None,
-        _s,
-    )
-    row("round trips (whole run)", proxied.round_trips, psql_p.round_trips if psql_p else None, lambda x: f"{x:.0f}")
-    row(
-        "round trips per migration",
-        proxied.round_trips / n,
-        psql_p.round_trips / n if psql_p else None,
-        lambda x: f"{x:.3f}",
-    )
-    row(
-        "peak RSS (max over runs)",
-        max(direct.rss_mb, proxied.rss_mb),
-        max(psql_d.rss_mb, psql_p.rss_mb) if psql_d and psql_p else None,
-        lambda x: f"{x:.1f} MB",
-    )
-    w("")
+    text, goal_list = side_by_side_section(bench)
+    out.extend(text)
 
     # targets
     rt_per = proxied.round_trips / n
@@ -762,7 +889,7 @@ def report(bench: Bench) -> tuple[str, bool]:
             and single_small.round_trip_range[0] == single_small.round_trip_range[1] == single_big.round_trip_range[1],
         ),
     ]
-    ok = all(t[2] for t in targets)
+    ok = all(t[2] for t in targets) and all(g.passed is not False for g in goal_list)
     w("## Targets\n")
     w("| target | measured | result |")
     w("|---|---|:---:|")
@@ -825,6 +952,8 @@ def report(bench: Bench) -> tuple[str, bool]:
         ("migrate-job no-op", s["noop_proxy"].last_stats, False),
         (f"migrate-job --single-transaction N={big_n}", single_big.last_stats, False),
     ]
+    for peer in bench.peers:
+        sections.append((f"{peer.title} apply {n}", s[f"{peer.key}_proxy"].last_stats, True))
     if psql_p:
         sections.append((f"psql baseline apply {n}", psql_p.last_stats, True))
     for title, stats, per_stmt in sections:
@@ -849,7 +978,12 @@ def report(bench: Bench) -> tuple[str, bool]:
         w(f"| {key} | {walls} | {cpus} | {rts} | {rsss} |")
     w(f"| planning {plan['files']} files | {', '.join(f'{x:.3f}' for x in plan['all'])} | — | — | — |")
     w("")
-    w(f"Overall: {'all targets PASS' if ok else 'some targets FAIL'}.")
+    verdicts = Counter(g.verdict for g in goal_list)
+    w(
+        f"Overall: {'all targets PASS' if all(t[2] for t in targets) else 'some targets FAIL'}; goals of issue 13: "
+        + ", ".join(f"{count} {verdict.strip('*')}" for verdict, count in verdicts.items())
+        + "."
+    )
     return "\n".join(out) + "\n", ok
 
 
@@ -873,6 +1007,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bindir", help="PostgreSQL bin directory (default: job.devserver.find_bindir())")
     parser.add_argument("--cli", help="command to run migrate-job (default: this python -m job)")
     parser.add_argument("--keep", action="store_true", help="keep the temp directory (data, migrations, logs)")
+    parser.add_argument(
+        "--peers",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="node-pg-migrate and dbmate side by side (default on; installed from npm on the first run)",
+    )
+    parser.add_argument(
+        "--peers-dir", type=Path, default=ROOT / ".dev" / "bench-peers", help="where npm installs the peers"
+    )
+    parser.add_argument(
+        "--wheel",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also run migrate-job as a user installs it: a wheel of the checkout in its own venv (default on)",
+    )
+    parser.add_argument("--venv", type=Path, default=ROOT / ".dev" / "bench-venv", help="the venv of that install")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a target or goal fails")
     args = parser.parse_args(argv)
     if args.count < 1 or args.repeat < 1:
         parser.error("--count and --repeat must be at least 1")
@@ -882,6 +1033,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     try:
         bench.run()
+    except (peer_tools.PeersUnavailable, wheel.WheelUnavailable) as exc:
+        log(str(exc))
+        return 2
     finally:
         if bench.proxy is not None:
             bench.proxy.stop()
@@ -900,7 +1054,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_write:
         args.output.write_text(text, encoding="utf-8")
         log(f"wrote {args.output}")
-    return 0 if ok else 1
+    return 1 if args.strict and not ok else 0
 
 
 if __name__ == "__main__":
