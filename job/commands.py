@@ -11,15 +11,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+import psycopg
+
 from job import adopt, baseline, cancel, db, guard, history, snapshot, source
 from job.apply import Outcome, Runner, preview, section_transactional, statements_for, transaction_modes
+from job.callbacks import Callbacks
 from job.config import Settings
-from job.errors import ConfigError, SourceError, ValidationFailed
+from job.errors import CallbackFailed, ConfigError, JobError, MigrationFailed, SourceError, ValidationFailed
 from job.history import HistoryTable
 from job.lock import AdvisoryLock, lock_key
 from job.lock import check_sql as lock_check_sql
 from job.plan import Plan, StatusRow, build_plan, rollback_plan
-from job.report import Log, audit_json, audit_table, status_json, status_table
+from job.report import Log, audit_json, audit_table, redact_text, secrets_known, status_json, status_table
 from job.source import Migration
 
 
@@ -62,7 +65,35 @@ def table_of(settings: Settings) -> HistoryTable:
 
 
 def load_files(settings: Settings) -> list[Migration]:
-    return source.load(settings.dir, layout=settings.format, pattern=settings.filename_pattern, order=settings.order)
+    return source.load(
+        settings.dir,
+        layout=settings.format,
+        pattern=settings.filename_pattern,
+        order=settings.order,
+        placeholders=placeholders_of(settings),
+    )
+
+
+def placeholders_of(settings: Settings) -> source.Placeholders:
+    """The run's `${name}` values: the defined ones, and built-ins for the target (resolved only if used).
+
+    Built-ins: schema (the tenant schema, else public), database and user (of the connection), table (the
+    history table). Without a configured database (lint, offline validation) database and user stand in as
+    `migrate_job_offline_database` / `_user`, so the files still parse.
+    """
+
+    def builtin(kind: str) -> str | None:
+        if kind == "schema":
+            return settings.tenant_schema or "public"
+        if kind == "table":
+            return settings.history_table
+        if not settings.has_connection:
+            return f"migrate_job_offline_{kind}"
+        params = db.connection_params(settings)  # a secret's host/database/user are known once it is read
+        found = params.get("dbname") or params.get("user") if kind == "database" else params.get("user")
+        return str(found) if found else None  # libpq's default database is the user's name
+
+    return source.Placeholders(settings.placeholders, builtin, settings.placeholder_replacement)
 
 
 def check_pending(plan: Plan, *, single_transaction: bool = False) -> None:
@@ -156,6 +187,7 @@ def locked_session(settings: Settings, log: Log) -> Iterator[tuple[db.Connection
 def migrate(settings: Settings, log: Log, state: RunState, run_id: str) -> RunState:
     """Apply pending migrations under the advisory lock. Nothing is written before validation passes."""
     migrations = load_files(settings)
+    hooks = load_callbacks(settings, log)
     if settings.dry_run:
         return dry_run(settings, log, migrations, sys.stdout, state)
     table = table_of(settings)
@@ -181,23 +213,56 @@ def migrate(settings: Settings, log: Log, state: RunState, run_id: str) -> RunSt
         if settings.schema_file is not None and not settings.is_production:
             snapshot.check_schema_file(settings.schema_file, settings)
             snapshot.check_pg_dump(settings, conn)  # fails (exit 2) before anything changes
-        if not plan.pending and setup is None:
+        every_run = bool(hooks.of("beforeMigrate") or hooks.of("afterMigrate"))
+        if not plan.pending and setup is None and not every_run:
             write_schema_snapshot(settings, log, conn, table)  # a missing or stale snapshot gets written
             return state
+        if plan.pending or every_run:
+            what = "apply migrations" if plan.pending else "run the beforeMigrate/afterMigrate callbacks"
+            guard.confirm(settings, what, database=conn.info.dbname, interactive=settings.interactive)
         if plan.pending:
-            guard.confirm(settings, "apply migrations", database=conn.info.dbname, interactive=settings.interactive)
             back_up(settings, log, conn, state, plan.pending[-1].key, run_id)
         history.ensure(conn, table)  # the history and audit tables (an older version may lack the audit one)
         if setup is not None:
             applied = setup()
-        runner = make_runner(conn, lock, settings, log, run_id, applied)
+        runner = make_runner(conn, lock, settings, log, run_id, applied, hooks)
         runner.applied = state.applied
-        if settings.single_transaction:
-            runner.apply_single_tx(plan.pending)
-        else:
-            runner.apply_all(plan.pending)
+        try:
+            runner.run_callbacks("beforeMigrate")
+            if settings.single_transaction:
+                runner.apply_single_tx(plan.pending)
+            else:
+                runner.apply_all(plan.pending)
+            runner.run_callbacks("afterMigrate")
+        except (MigrationFailed, CallbackFailed, SourceError) as exc:
+            after_error(runner, log, exc)
+            raise
         write_schema_snapshot(settings, log, conn, table)
     return state
+
+
+def load_callbacks(settings: Settings, log: Log) -> Callbacks:
+    """The migrations folder's callbacks (job.callbacks); Flyway events migrate-job does not run are named."""
+    from job import callbacks
+
+    hooks = callbacks.load(settings.dir, placeholders_of(settings))
+    if hooks.ignored:
+        log.warning(
+            "callback.ignored",
+            files=[str(p) for p in hooks.ignored],
+            reason=f"migrate-job runs only the {', '.join(callbacks.EVENTS)} callbacks",
+        )
+    return hooks
+
+
+def after_error(runner: Runner, log: Log, error: Exception) -> None:
+    """The afterMigrateError callbacks after a failed run; their own failure is logged, never replaces `error`."""
+    if not runner.callbacks or not runner.callbacks.of("afterMigrateError"):
+        return
+    try:
+        runner.run_callbacks("afterMigrateError")
+    except (JobError, psycopg.Error) as exc:
+        log.error("callback.failed", callback="afterMigrateError", error=str(exc), after=type(error).__name__)
 
 
 def back_up(settings: Settings, log: Log, conn: db.Connection, state: RunState, version: str, run_id: str) -> None:
@@ -567,11 +632,15 @@ def dry_run(
         log.info("schema.would_load", file=str(load.file), baselined=load.versions, dry_run=True)
     if not plan.pending:
         out.write("-- nothing to apply: the database is up to date\n")
+    hooks = load_callbacks(settings, log)
+    for event in ("beforeMigrate", "beforeEachMigrate", "afterEachMigrate", "afterMigrate", "afterMigrateError"):
+        for cb in hooks.of(event):
+            out.write(f"-- callback {event}: {cb.path}\n")
     check = lock_check_sql(lock_key(settings.history_schema, settings.history_table))
     for m in plan.pending:
         mode = "transactional" if m.transactional else f"non-transactional: {m.non_transactional_reason}"
         out.write(f"-- {m.key} {m.name} ({m.path}) {mode}\n")
-        out.write(preview(m, settings, table_of(settings), check) + "\n")
+        out.write(redact_text(preview(m, settings, table_of(settings), check), secrets_known()) + "\n")
     log.info("plan", pending=[m.key for m in plan.pending], dry_run=True)
     return state
 
@@ -612,6 +681,7 @@ def status(settings: Settings, log: Log, out: TextIO, fmt: str = "table", show_a
 def validate(settings: Settings, log: Log, out: TextIO) -> Plan:
     """Check files and history; raise ValidationFailed listing every problem."""
     migrations = load_files(settings)
+    load_callbacks(settings, log)  # a callback that does not parse is exit 4 too
     plan = build_plan(
         migrations, read_history(settings, log, migrations), allow_out_of_order=settings.allow_out_of_order
     )
@@ -680,7 +750,13 @@ def create(
 
 
 def make_runner(
-    conn: db.Connection, lock: AdvisoryLock, settings: Settings, log: Log, run_id: str, applied: list[Any]
+    conn: db.Connection,
+    lock: AdvisoryLock,
+    settings: Settings,
+    log: Log,
+    run_id: str,
+    applied: list[Any],
+    hooks: Callbacks | None = None,
 ) -> Runner:
     return Runner(
         conn,
@@ -691,6 +767,7 @@ def make_runner(
         history.next_batch(applied),
         lock_check_sql=lock.check_sql,
         blockers=lock.blockers_of,
+        callbacks=hooks,
     )
 
 

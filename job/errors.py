@@ -23,6 +23,7 @@ class ExitCode(IntEnum):
     PRODUCTION_REFUSED = 7
     TARGETS_FAILED = 8
     READ_ONLY = 9
+    CALLBACK_FAILED = 10
     SIGINT = 130
     SIGTERM = 143
 
@@ -47,6 +48,7 @@ exit codes:
   8    fleet: some targets failed (the report names each one and why); the others succeeded
   9    the target is read-only (a hot standby / replica, or default_transaction_read_only=on):
        point the job at the writer (primary) endpoint
+  10   a callback failed (beforeMigrate, afterMigrate, ...; see the message for what was applied)
   130  interrupted by SIGINT      143  terminated by SIGTERM"""
 
 
@@ -143,6 +145,14 @@ class TargetsFailed(JobError):
 
     exit_code = ExitCode.TARGETS_FAILED
     event = "fleet.failed"
+
+
+class CallbackFailed(JobError):
+    """A callback's SQL failed (exit 10). beforeMigrate: nothing applied; each-migrate: that migration rolled
+    back, earlier ones applied; afterMigrate: every migration applied, the callback's work rolled back."""
+
+    exit_code = ExitCode.CALLBACK_FAILED
+    event = "callback.failed"
 
 
 class MigrationFailed(JobError):

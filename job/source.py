@@ -18,7 +18,7 @@ import hashlib
 import os
 import re
 import stat
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property, total_ordering
 from pathlib import Path
@@ -113,6 +113,7 @@ class Directives:
     lock_timeout: str | None = None
     statement_timeout: str | None = None
     lint_disable: tuple[str, ...] = ()  # rule ids for job.lint to skip, e.g. lint_disable=MJ001,MJ007
+    placeholders: bool | None = None  # placeholders=on|off: ${name} replacement for this file
     # The line that set `transaction`, e.g. "-- +goose NO TRANSACTION" (for messages; not compared).
     transaction_source: str | None = field(default=None, compare=False)
 
@@ -361,7 +362,7 @@ _POSTGRES_MIGRATIONS = re.compile(r"[ \t]*--[ \t]*postgres-migrations[ \t]+(?P<w
 _KNOWN_MARKERS = "`-- UP`/`-- DOWN`, `-- migrate:up`/`-- migrate:down`, `-- +goose Up`/`Down`, `-- +migrate Up`/`Down`"
 _COMMENT_LINE = re.compile(r"\n[ \t]*--")
 _DIRECTIVE = re.compile(r"^[ \t]*--[ \t]*migrate-job:[ \t]*(?P<body>[^\r\n]*)\r?$", re.IGNORECASE | re.MULTILINE)
-_DIRECTIVE_KEYS = {"transaction", "lock_timeout", "statement_timeout", "baseline", "lint_disable"}
+_DIRECTIVE_KEYS = {"transaction", "lock_timeout", "statement_timeout", "baseline", "lint_disable", "placeholders"}
 _BOOL = {"on": True, "true": True, "yes": True, "off": False, "false": False, "no": False}
 
 
@@ -416,13 +417,84 @@ def parse_directives(path: Path, text: str) -> Directives:
             transaction = _BOOL[raw]
         else:
             raise SourceError(f"{path}: directive transaction={raw!r}: use on, off or auto", file=str(path))
+    placeholders: bool | None = None
+    if "placeholders" in values:
+        raw_ph = values["placeholders"].lower()
+        if raw_ph not in _BOOL:
+            raise SourceError(f"{path}: directive placeholders={raw_ph!r}: use on or off", file=str(path))
+        placeholders = _BOOL[raw_ph]
     return Directives(
         transaction=transaction,
         lock_timeout=values.get("lock_timeout"),
         statement_timeout=values.get("statement_timeout"),
         lint_disable=tuple(r.strip().upper() for r in values.get("lint_disable", "").split(",") if r.strip()),
+        placeholders=placeholders,
         transaction_source=source if transaction is not None else None,
     )
+
+
+# ---------------------------------------------------------------------------- placeholders
+
+_PLACEHOLDER = re.compile(r"\$\{(?P<name>[A-Za-z0-9_.:-]+)\}")
+# Built-in placeholders (Flyway's names too, so a Flyway folder works unchanged): resolved per run and target.
+BUILTINS = {
+    "migrate-job:schema": "schema",
+    "migrate-job:database": "database",
+    "migrate-job:user": "user",
+    "migrate-job:table": "table",
+    "migrate-job:filename": "filename",
+    "flyway:defaultschema": "schema",
+    "flyway:database": "database",
+    "flyway:user": "user",
+    "flyway:table": "table",
+    "flyway:filename": "filename",
+}
+
+
+@dataclass(frozen=True)
+class Placeholders:
+    """Flyway-style `${name}` replacement: the defined values, the built-ins, and when it applies.
+
+    `mode`: `auto` replaces when any placeholder is defined, `on` always, `off` never; a file's
+    `-- migrate-job: placeholders=on|off` wins. The checksum is always of the file as written.
+    """
+
+    values: Mapping[str, str] = field(default_factory=dict)  # lower-case names
+    builtin: Callable[[str], str | None] | None = None  # "schema" | "database" | "user" | "table" -> value
+    mode: str = "auto"
+
+    def applies(self, directive: bool | None) -> bool:
+        if directive is not None:
+            return directive
+        return self.mode == "on" or (self.mode == "auto" and bool(self.values))
+
+
+def substitute(path: Path, text: str, ph: Placeholders) -> str:
+    """`text` with every `${name}` replaced; SourceError naming file:line for an undefined one."""
+    if "${" not in text:
+        return text
+
+    def value(m: re.Match[str]) -> str:
+        name = m["name"].lower()
+        if name in ph.values:
+            return ph.values[name]
+        kind = BUILTINS.get(name)
+        if kind == "filename":
+            return path.name
+        found = ph.builtin(kind) if kind is not None and ph.builtin is not None else None
+        if found is not None:
+            return found
+        line = text.count("\n", 0, m.start()) + 1
+        env = "MIGRATE_PLACEHOLDER_" + re.sub(r"[^A-Za-z0-9]", "_", m["name"]).upper()
+        raise SourceError(
+            f"{path}:{line}: undefined placeholder ${{{m['name']}}}: define it ([placeholders] in migrate.toml, "
+            f"or {env}), or turn replacement off for this file (-- migrate-job: placeholders=off)",
+            file=str(path),
+            line=line,
+            placeholder=m["name"],
+        )
+
+    return _PLACEHOLDER.sub(value, text)
 
 
 @dataclass
@@ -583,7 +655,7 @@ def _sql_files(directory: Path, exclude: Iterable[str]) -> list[Path]:
     with os.scandir(directory) as entries:  # DirEntry.is_file() needs no stat; sort names, not Paths
         for e in entries:
             lower = e.name.lower()
-            if not lower.endswith(".sql") or e.name.startswith(".") or lower in skip:
+            if not lower.endswith(".sql") or e.name.startswith(".") or lower in skip or is_callback(e.name):
                 continue
             try:
                 regular = e.is_file()  # follows symlinks: a dangling link, a loop, a directory, a FIFO ...
@@ -595,6 +667,59 @@ def _sql_files(directory: Path, exclude: Iterable[str]) -> list[Path]:
     return [directory / name for name in sorted(names)]
 
 
+# Flyway's callback events: files named `<event>.sql` or `<event>__<description>.sql` are callbacks, not
+# migrations (job/callbacks.py runs the migrate ones; the others are reported as not run).
+CALLBACK_EVENTS = (
+    "beforeMigrate",
+    "beforeRepeatables",
+    "beforeEachMigrate",
+    "beforeEachMigrateStatement",
+    "afterEachMigrateStatement",
+    "afterEachMigrateStatementError",
+    "afterEachMigrate",
+    "afterEachMigrateError",
+    "afterMigrate",
+    "afterMigrateApplied",
+    "afterVersioned",
+    "afterMigrateError",
+    "beforeUndo",
+    "beforeEachUndo",
+    "afterEachUndo",
+    "afterEachUndoError",
+    "afterUndo",
+    "afterUndoError",
+    "beforeClean",
+    "afterClean",
+    "afterCleanError",
+    "beforeInfo",
+    "afterInfo",
+    "afterInfoError",
+    "beforeValidate",
+    "afterValidate",
+    "afterValidateError",
+    "beforeBaseline",
+    "afterBaseline",
+    "afterBaselineError",
+    "beforeRepair",
+    "afterRepair",
+    "afterRepairError",
+    "createSchema",
+    "beforeConnect",
+    "afterConnect",
+)
+_CALLBACK_NAME = re.compile(r"^(?P<event>" + "|".join(CALLBACK_EVENTS) + r")(?:__(?P<description>.+))?\.sql$")
+
+
+def callback_event(filename: str) -> str | None:
+    """The callback event a file name stands for (`afterMigrate__grants.sql` → afterMigrate), or None."""
+    m = _CALLBACK_NAME.match(filename)
+    return m["event"] if m else None
+
+
+def is_callback(filename: str) -> bool:
+    return callback_event(filename) is not None
+
+
 def _not_a_file(path: Path) -> str:
     try:
         st = path.stat()
@@ -604,6 +729,11 @@ def _not_a_file(path: Path) -> str:
     if stat.S_ISDIR(st.st_mode):
         return "it is a directory"
     return "not a regular file"
+
+
+def decode_file(path: Path) -> str:
+    """A file's text (UTF-8, BOM dropped); SourceError naming it when it cannot be read or decoded."""
+    return _decode(path, _read_bytes(path))
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -620,8 +750,11 @@ def load(
     exclude: Iterable[str] = SCHEMA_FILE_NAMES,
     pattern: str | None = None,
     order: str = "numeric",
+    placeholders: Placeholders | None = None,
 ) -> list[Migration]:
     """Read every migration in `directory`, ordered by version (repeatables last, by name).
+
+    `placeholders`: `${name}` replacement in the files where it applies (see Placeholders).
 
     `pattern` (MIGRATE_FILENAME_PATTERN) replaces the built-in layouts: its `version`, `name` and
     `direction` groups are read from each file name. `order` (MIGRATE_ORDER) is `numeric` or `lexical`.
@@ -655,7 +788,7 @@ def load(
         if version not in ups:
             raise SourceError(f"{path}: down migration without an up migration for version {version}", file=str(path))
 
-    migrations = [_read(path, n, downs.get(n.version) if n.version else None) for path, n in ups.values()]
+    migrations = [_read(path, n, downs.get(n.version) if n.version else None, placeholders) for path, n in ups.values()]
     migrations.sort(key=lambda m: (m.version is None, m.version or Version((0,)), m.name))
     return migrations
 
@@ -701,10 +834,14 @@ def _check_layout(directory: Path, named: list[tuple[Path, _Name]], layout: str)
         )
 
 
-def _read(path: Path, n: _Name, down_path: Path | None) -> Migration:
+def _read(path: Path, n: _Name, down_path: Path | None, ph: Placeholders | None = None) -> Migration:
     data = _read_bytes(path)
     text = _decode(path, data)
     directives = parse_directives(path, text)
+    replace_ph = ph is not None and ph.applies(directives.placeholders)
+    if replace_ph:
+        assert ph is not None
+        text = substitute(path, text, ph)
     scan = _scan(path, text)
     if directives.transaction is None and scan.no_transaction is not None:
         directives = replace(directives, transaction=False, transaction_source=scan.no_transaction)
@@ -716,6 +853,9 @@ def _read(path: Path, n: _Name, down_path: Path | None) -> Migration:
                 f"{path}: has a -- DOWN section and a separate down file {down_path.name}", file=str(path)
             )
         down_text = _decode(down_path, _read_bytes(down_path))
+        if replace_ph:
+            assert ph is not None
+            down_text = substitute(down_path, down_text, ph)
         down = Section(down_path, down_text, 0, len(down_text))
     normalised = checksum(data)
     raw = hashlib.sha256(data).hexdigest() if (b"\r" in data or data.startswith(_BOM)) else None
