@@ -18,10 +18,8 @@ from types import FrameType
 from typing import Any
 
 from job import __version__
+from job.choices import FLEET_ACTIONS, LAYOUTS, MODES, ORDERS, STYLES
 from job.errors import EXIT_CODE_HELP, ConfigError, ExitCode, Interrupted, JobError
-from job.repair import MODES
-from job.scaffold import STYLES
-from job.source import LAYOUTS, ORDERS
 
 SETTINGS_HELP = """\
 settings (environment variables; CLI flags win over them; durations: 30, 500ms, 5s, 10m, 1h):
@@ -341,7 +339,6 @@ _SETTING_ARGS = (
     "fleet_secrets_tag",
     "fleet_catalog_query",
 )
-FLEET_ACTIONS = ("migrate", "status", "validate", "wait-for-version")
 
 COMMANDS = (
     "migrate",

@@ -13,7 +13,7 @@ from typing import Any, TextIO
 
 import psycopg
 
-from job import adopt, baseline, cancel, db, guard, history, snapshot, source
+from job import cancel, db, guard, history, source
 from job.apply import Outcome, Runner, preview, section_transactional, statements_for, transaction_modes
 from job.callbacks import Callbacks
 from job.config import Settings
@@ -186,6 +186,7 @@ def locked_session(settings: Settings, log: Log) -> Iterator[tuple[db.Connection
 
 def migrate(settings: Settings, log: Log, state: RunState, run_id: str) -> RunState:
     """Apply pending migrations under the advisory lock. Nothing is written before validation passes."""
+
     migrations = load_files(settings)
     hooks = load_callbacks(settings, log)
     if settings.dry_run:
@@ -211,6 +212,8 @@ def migrate(settings: Settings, log: Log, state: RunState, run_id: str) -> RunSt
             # validating, so an unconfirmed production run changes nothing.
             upgrade_checksums(conn, table, plan, log)
         if settings.schema_file is not None and not settings.is_production:
+            from job import snapshot
+
             snapshot.check_schema_file(settings.schema_file, settings)
             snapshot.check_pg_dump(settings, conn)  # fails (exit 2) before anything changes
         every_run = bool(hooks.of("beforeMigrate") or hooks.of("afterMigrate"))
@@ -289,6 +292,8 @@ def write_schema_snapshot(settings: Settings, log: Log, conn: db.Connection, tab
     if settings.is_production:
         log.info("schema.snapshot_skipped", reason="production", file=str(settings.schema_file))
         return
+    from job import snapshot
+
     text = snapshot.snapshot(settings, conn, table)
     changed = snapshot.write_snapshot(settings.schema_file, text)
     log.info(
@@ -301,6 +306,8 @@ def write_schema_snapshot(settings: Settings, log: Log, conn: db.Connection, tab
 def schema_diff(settings: Settings, log: Log, out: TextIO, fmt: str = "text", details: bool = False) -> Any:
     """Compare the live schema with the snapshot: exit 4 on drift (someone changed the database by hand)."""
     import json
+
+    from job import snapshot
 
     path = settings.schema_file
     if path is None:
@@ -355,10 +362,13 @@ def prepare_history(
     bring it back). Every command that writes history goes through here, so the first command run on a
     database — migrate, rollback, reset, refresh, baseline, repair — adopts first.
     """
+
     table = table_of(settings)
     applied = history.load(conn, table)
     if applied:
         return applied, None
+    from job import baseline
+
     if settings.adopt and not history.ever_written(conn, table):
         setup = _adoption(conn, settings, log, migrations, run_id)
         if setup is not None:
@@ -387,6 +397,8 @@ def _adoption(
 ) -> tuple[list[Any], Callable[[], list[Any]]] | None:
     """The rows adopting another tool's tracking table would record, and the action writing them (with an
     `adopted` audit event naming the table, in the same transaction); None when there is no such table."""
+    from job import adopt
+
     table = table_of(settings)
     tenant = settings.tenant_schema
     legacy = adopt.find_one(
@@ -515,6 +527,8 @@ def baseline_cmd(
     settings: Settings, log: Log, run_id: str, version: str, out: TextIO, state: RunState | None = None
 ) -> list[str]:
     """Record every migration <= version as applied without running it."""
+    from job import baseline
+
     try:
         upto = source.parse_version(version, settings.order)
     except ValueError:
@@ -586,6 +600,8 @@ class SchemaLoad:
 
 def planned_history(settings: Settings, log: Log, migrations: list[Migration]) -> tuple[list[Any], SchemaLoad | None]:
     """The history `migrate` would plan with (read-only, no lock), and the schema file it would load first."""
+    from job import baseline
+
     conn = db.connect(settings, log, purpose="status")
     try:
         rows, setup = prepare_history(conn, settings, log, migrations, run_id="")

@@ -97,9 +97,6 @@ class Version:
         return hash(self._cmp)
 
 
-ORDERS = ("numeric", "lexical")
-
-
 def parse_version(text: str, order: str = "numeric") -> Version:
     """A version as the history stores it: numeric (`1.10`) or, with MIGRATE_ORDER=lexical, the text itself."""
     return Version.lexical(text) if order == "lexical" else Version.parse(text)
@@ -240,8 +237,6 @@ _NUMBERED = re.compile(r"^(?P<version>\d+)(?:[_-](?P<name>.+?))?\.sql$")
 _GOLANG = re.compile(r"^(?P<version>\d+)_(?P<name>.+)\.(?P<dir>up|down)\.sql$")
 _FLYWAY = re.compile(r"^(?P<prefix>[VUR])(?P<version>\d+(?:[._]\d+)*)?__(?P<name>.+)\.sql$")
 _ROLLBACK_SUFFIXES = ("_rollback", ".rollback")
-
-LAYOUTS = ("auto", "numbered", "golang", "flyway")
 
 
 @dataclass(frozen=True)
