@@ -37,6 +37,8 @@ settings (environment variables; CLI flags win over them; durations: 30, 500ms, 
   MIGRATE_AWS_REGION           AWS region (default: boto3's chain); AWS_ENDPOINT_URL is honoured
  migrations and history
   MIGRATE_DIR                  migrations folder (default ./migrations)            [--dir]
+                               repeatables (any layout): R__name.sql there, or repeatable/*.sql: run after
+                               the versioned ones, again when edited, never rolled back
   MIGRATE_FORMAT               auto|numbered|golang|flyway (default auto)          [--layout]
   MIGRATE_FILENAME_PATTERN     regex naming the files, instead of the layouts: named groups version (required),
                                name, direction (up|down|rollback|undo...)         [--filename-pattern]
@@ -253,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dry(p)
 
-    p = add("reset", "roll back every applied migration")
+    p = add("reset", "roll back every applied migration (and forget the repeatables' rows)")
     dry(p)
     p = add("refresh", "reset, then migrate again")
     dry(p)

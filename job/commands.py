@@ -743,7 +743,9 @@ def create(
         )
     directory = settings.dir
     migrations = load_files(settings) if directory.is_dir() else []
-    families = {m.layout for m in migrations} or ({settings.format} if settings.format != "auto" else set())
+    families = {m.layout for m in migrations if not m.repeatable} or (
+        {settings.format} if settings.format != "auto" else set()
+    )
     at = now or datetime.now(UTC)
     try:
         conv = scaffold.with_options(

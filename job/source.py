@@ -9,6 +9,10 @@ Layouts recognised (auto-detected; a folder mixing families is an error):
              and optional companion `NAME_rollback.sql` down files
   golang     1_name.up.sql + 1_name.down.sql (golang-migrate)
   flyway     V1__name.sql, V1.1__name.sql, V2_1__name.sql, U1__name.sql (undo), R__name.sql (repeatable)
+
+Repeatable migrations in every layout: `R__name.sql` beside the versioned files (it is no other family), and
+any `*.sql` in a `repeatable/` subfolder (named by its stem). Other subfolders (`callbacks/`) and Flyway-named
+callback files (CALLBACK_EVENTS) are not migrations.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from job.errors import ConfigError, SourceError
 from job.sqlscan import SqlSyntaxError, Statement, line_col, split
 
 SCHEMA_FILE_NAMES = ("schema.sql", "init.sql")
+# The subfolder whose every `*.sql` file is a repeatable migration named by its stem.
+REPEATABLE_DIR = "repeatable"
 _BOM = b"\xef\xbb\xbf"
 
 
@@ -331,6 +337,39 @@ def _classify_pattern(path: Path, regex: re.Pattern[str], order: str) -> _Name |
                 file=str(path),
             )
     return _Name("pattern", version, name, role)
+
+
+def _repeatable(filename: str) -> _Name | None:
+    """An `R__name.sql` file: a repeatable migration, in any layout."""
+    m = _FLYWAY.match(filename)
+    if m is None or m["prefix"] != "R" or m["version"]:
+        return None
+    return _Name("flyway", None, m["name"], "repeatable")
+
+
+def _in_repeatable_dir(path: Path) -> _Name:
+    """A file of the `repeatable/` subfolder: named by its stem (an `R__` prefix dropped, so a moved file keeps it)."""
+    stem = path.name[: -len(".sql")]
+    name = stem[3:] if stem.startswith("R__") and len(stem) > 3 else stem
+    return _Name(REPEATABLE_DIR, None, name, "repeatable")
+
+
+# Endings of a down/up file name of the numbered, golang and pattern layouts: on a repeatable, a mistake.
+_PAIR_SUFFIXES = (".up", ".down", *_ROLLBACK_SUFFIXES)
+
+
+def _check_repeatable_name(path: Path, n: _Name, family: str) -> None:
+    """Refuse a repeatable named like one half of an up/down pair (`R__views.down.sql`): it would run as an up."""
+    suffix = next((x for x in _PAIR_SUFFIXES if n.name.lower().endswith(x)), None)
+    if family == "flyway" or suffix is None:
+        return
+    stem = path.name[: -len(".sql")]
+    fix = f"rename it to {stem[: -len(suffix)]}.sql" if suffix == ".up" else "remove it"
+    raise SourceError(
+        f"{path}: a repeatable migration has no up/down pair or rollback file (it is re-applied when it changes "
+        f"and never rolled back); {fix}",
+        file=str(path),
+    )
 
 
 # ---------------------------------------------------------------------------- contents
@@ -750,16 +789,21 @@ def load(
     """Read every migration in `directory`, ordered by version (repeatables last, by name).
 
     `placeholders`: `${name}` replacement in the files where it applies (see Placeholders).
+    Repeatables are `R__name.sql` files (in every layout) and the `*.sql` files of `directory/repeatable/`;
+    callback files (CALLBACK_EVENTS) and other subfolders are skipped.
 
     `pattern` (MIGRATE_FILENAME_PATTERN) replaces the built-in layouts: its `version`, `name` and
     `direction` groups are read from each file name. `order` (MIGRATE_ORDER) is `numeric` or `lexical`.
     Raises SourceError naming the file for an unparseable name, a duplicate version, a non-UTF-8 or
-    unreadable file, a mixed layout, or an orphan down file.
+    unreadable file, a mixed layout, an orphan down file, a repeatable defined twice or with a down section.
     """
-    files = _sql_files(directory, exclude)
-    named = _named(files, pattern, order)
-    if pattern is None:
-        _check_layout(directory, named, layout)
+    files = [p for p in _sql_files(directory, exclude) if not is_callback(p.name)]
+    named = _named(files, pattern, order) + _repeatable_dir(directory)
+    family = _check_layout(directory, named, layout) if pattern is None else "pattern"
+    for i, (path, n) in enumerate(named):
+        if n.role == "repeatable":
+            _check_repeatable_name(path, n, family)
+            named[i] = (path, replace(n, family=family))
 
     ups: dict[Version | str, tuple[Path, _Name]] = {}
     downs: dict[Version, Path] = {}
@@ -774,6 +818,13 @@ def load(
             downs[n.version] = path
             continue
         key: Version | str = n.version if n.version is not None else f"R__{n.name}"
+        if key in ups and n.role == "repeatable":
+            other = ups[key][0].relative_to(directory)
+            raise SourceError(
+                f"{path}: repeatable migration {n.name!r} is defined twice (also {other})",
+                file=str(path),
+                version=str(key),
+            )
         if key in ups:
             raise SourceError(
                 f"{path}: duplicate version {key} (also {ups[key][0].name})", file=str(path), version=str(key)
@@ -801,7 +852,10 @@ def _named(files: list[Path], pattern: str | None, order: str) -> list[tuple[Pat
     regex = _compile(pattern) if pattern is not None else None
     named: list[tuple[Path, _Name]] = []
     for path in files:
-        n = _classify_pattern(path, regex, order) if regex is not None else _classify(path.name, order)
+        if regex is None:
+            n = _classify(path.name, order)
+        else:  # R__ files beside the pattern's are repeatables, whatever the pattern says of them
+            n = _repeatable(path.name) or _classify_pattern(path, regex, order)
         if n is None:
             message = (
                 f"{path}: file name does not match MIGRATE_FILENAME_PATTERN {pattern}"
@@ -814,19 +868,33 @@ def _named(files: list[Path], pattern: str | None, order: str) -> list[tuple[Pat
     return named
 
 
-def _check_layout(directory: Path, named: list[tuple[Path, _Name]], layout: str) -> None:
-    families = {n.family for _, n in named}
+def _repeatable_dir(directory: Path) -> list[tuple[Path, _Name]]:
+    """The files of the `repeatable/` subfolder, each a repeatable migration."""
+    sub = directory / REPEATABLE_DIR
+    if not sub.is_dir():
+        return []
+    return [(path, _in_repeatable_dir(path)) for path in _sql_files(sub, ())]
+
+
+def _check_layout(directory: Path, named: list[tuple[Path, _Name]], layout: str) -> str:
+    """The folder's layout (of its versioned files: a repeatable belongs to every layout); mixed is an error."""
+    versioned = [(p, n) for p, n in named if n.role != "repeatable"]
+    families = {n.family for _, n in versioned}
     if layout != "auto":
-        wrong = [p for p, n in named if n.family != layout]
+        wrong = [p for p, n in versioned if n.family != layout]
         if wrong:
             raise SourceError(f"{wrong[0]}: does not match MIGRATE_FORMAT={layout}", file=str(wrong[0]), layout=layout)
-    elif len(families) > 1:
-        examples = {n.family: p.name for p, n in named}
+        return layout
+    if len(families) > 1:
+        examples = {n.family: p.name for p, n in versioned}
         listing = ", ".join(f"{fam} ({ex})" for fam, ex in sorted(examples.items()))
         raise SourceError(
             f"{directory}: mixed migration layouts: {listing}; set MIGRATE_FORMAT or rename",
             file=str(directory),
         )
+    if families:
+        return families.pop()
+    return "flyway" if any(n.family == "flyway" for _, n in named) else "numbered"
 
 
 def _read(path: Path, n: _Name, down_path: Path | None, ph: Placeholders | None = None) -> Migration:
@@ -841,6 +909,15 @@ def _read(path: Path, n: _Name, down_path: Path | None, ph: Placeholders | None 
     if directives.transaction is None and scan.no_transaction is not None:
         directives = replace(directives, transaction=False, transaction_source=scan.no_transaction)
     up, down_section = _sections(path, text, scan.markers)
+    if n.role == "repeatable" and down_section is not None:
+        marker = next(m for m in scan.markers if m["dir"].lower() == "down")
+        raise _refuse_line(
+            path,
+            text,
+            marker.start(),
+            "starts a down section, which a repeatable migration cannot have (it is re-applied when it "
+            "changes and never rolled back); remove the section",
+        )
     down = down_section
     if down_path is not None:
         if down is not None:
