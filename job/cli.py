@@ -45,6 +45,10 @@ settings (environment variables; CLI flags win over them; durations: 30, 500ms, 
   MIGRATE_ORDER                numeric|lexical: versions as numbers (9 < 10) or as text (default numeric) [--order]
   MIGRATE_HISTORY_SCHEMA       schema of the history table (default public)
   MIGRATE_HISTORY_TABLE        history table (default migrate_job_history)
+  MIGRATE_TENANT_SCHEMA        schema-per-tenant: search_path = SCHEMA, public; history in SCHEMA [--tenant-schema]
+  MIGRATE_PLACEHOLDER_<NAME>   value of ${name} in migrations (also [placeholders] in migrate.toml,
+                               MIGRATE_PLACEHOLDERS as JSON); built-ins ${migrate-job:schema|database|user|table}
+  MIGRATE_PLACEHOLDER_REPLACEMENT  auto|on|off (auto: on when a placeholder is defined)
   MIGRATE_ALLOW_OUT_OF_ORDER   apply pending versions lower than the highest applied
   MIGRATE_TARGET               apply up to and including this version           [--target]
   MIGRATE_ADOPT                adopt another tool's tracking table on the first run (default true)
@@ -65,6 +69,18 @@ settings (environment variables; CLI flags win over them; durations: 30, 500ms, 
   MIGRATE_ALLOW_POOLER         allow a target that looks like PgBouncer/RDS Proxy (default false)
   MIGRATE_ENV                  environment name; `production` is guarded         [--env]
   MIGRATE_CONFIRM_PRODUCTION   yes = confirm changing production (also MIGRATE_CONFIRM) [--yes]
+  MIGRATE_PIPELINE             on|off: consecutive transactional migrations in one message (default on)
+ fleet (`migrate-job fleet ACTION`)
+  MIGRATE_FLEET_TARGETS        targets file (.toml/.yaml/.json)                   [--targets]
+  MIGRATE_FLEET_PARALLEL       targets at a time (default 4)                      [--parallel]
+  MIGRATE_FLEET_MAX_PER_HOST   targets at a time on one server                    [--max-per-host]
+  MIGRATE_FLEET_CANARY         migrate K targets first; stop if one fails         [--canary]
+  MIGRATE_FLEET_MAX_FAILURES   stop starting targets after F failures             [--max-failures]
+  MIGRATE_FLEET_SHARD          I/N: only shard I of N (a hash of the target id)   [--shard]
+  MIGRATE_FLEET_SHARDS         N shards, the index from JOB_COMPLETION_INDEX      [--shards]
+  MIGRATE_FLEET_SCHEMAS / _SCHEMAS_QUERY / _SECRETS_PREFIX / _SECRETS_TAG / _CATALOG_QUERY  discovery
+  MIGRATE_FLEET_CATALOG_URL    the catalog database of MIGRATE_FLEET_CATALOG_QUERY (default DATABASE_URL)
+  MIGRATE_REPORT_FILE          JSON report of the fleet run                       [--report-file]
  backup (only when something changes: before migrate applies, before rollback/reset/refresh/repair/baseline)
   MIGRATE_BACKUP               auto|none|rds-snapshot|pg-dump (auto: required on production)
   MIGRATE_RDS_INSTANCE_ID / MIGRATE_RDS_CLUSTER_ID  snapshot target (default: from the endpoint)
@@ -74,7 +90,7 @@ settings (environment variables; CLI flags win over them; durations: 30, 500ms, 
   MIGRATE_LOG_FORMAT           auto|json|console (default auto: console on a TTY)
   MIGRATE_LOG_LEVEL            debug|info|warning|error (default info)
   MIGRATE_APPLIED_BY           identity recorded in history (default user@host)
-  MIGRATE_APPLICATION_NAME     application_name prefix (default migrate-job)
+  MIGRATE_APPLICATION_NAME     application_name prefix (default migrate-job; `:migrate 0042` while 0042 runs)
   MIGRATE_TERMINATION_LOG      Kubernetes termination message file (default /dev/termination-log)"""
 
 
