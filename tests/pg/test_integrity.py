@@ -412,3 +412,10 @@ def test_dump_without_a_usable_pg_dump_exits_2(db_url: str, tmp_path: Path) -> N
     assert inside.returncode == ExitCode.CONFIG, inside.describe()
     assert "write the snapshot outside MIGRATE_DIR" in inside.error_text()
     assert not (folder / "schema_dump.sql").exists()
+
+
+def test_the_example_migrations_match_their_sum_file(trap: socket.socket) -> None:
+    """The repository's migrations/ carries a current migrate-job.sum (after changing a file there, run
+    `python -m job hash --dir migrations`); its files predating the lint are not linted (--lint-since 7)."""
+    result = offline(trap, cli.ROOT / "migrations", "--lint-since", "7")
+    assert result.returncode == 0, result.describe()
