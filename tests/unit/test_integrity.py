@@ -182,3 +182,12 @@ def test_entries_checksums_ignore_a_bom_and_crlf_like_the_history(tmp_path: Path
     )
     assert integrity.entries(lf, source.load(lf)) == integrity.entries(crlf, source.load(crlf))
     assert integrity.entries(lf, source.load(lf))[0].checksum == source.load(lf)[0].checksum
+
+
+def test_the_sum_file_is_not_a_migration(tmp_path: Path) -> None:
+    """migrate-job.sum in the folder is skipped by the loader (not a .sql file) and not listed in itself."""
+    folder = _write(tmp_path / "m", {"1_a.sql": b"SELECT 1;"})
+    (folder / integrity.SUM_FILE).write_text(integrity.render(integrity.entries(folder, source.load(folder))))
+    migrations = source.load(folder)
+    assert [m.filename for m in migrations] == ["1_a.sql"]
+    assert [e.path for e in integrity.entries(folder, migrations)] == ["1_a.sql"]
