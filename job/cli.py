@@ -59,6 +59,7 @@ settings (environment variables; CLI flags win over them; durations: 30, 500ms, 
   MIGRATE_SCHEMA_FILE          write a normalised pg_dump --schema-only here after migrate (not on production);
                                read by `diff`
   MIGRATE_LINT_GATE            error: refuse to migrate production when a pending migration has a lint error
+  MIGRATE_LINT_SINCE           validate --offline lints only the migrations above this version  [--lint-since]
  safety
   MIGRATE_LOCK_WAIT_TIMEOUT    wait for the advisory lock (default 10m)           [--lock-wait-timeout]
   MIGRATE_LOCK_TIMEOUT         lock_timeout for each migration (default 5s)       [--lock-timeout]
@@ -190,8 +191,23 @@ def build_parser() -> argparse.ArgumentParser:
         "repairs, accepted checksums",
     )
 
-    p = add("validate", "check files and history; exit 4 on any problem")
+    p = add(
+        "validate",
+        "check files and history; exit 4 on any problem. --offline: no database (CI): the files against "
+        "migrate-job.sum, every up/down parsed, the lint",
+    )
     p.add_argument("--allow-out-of-order", action="store_true", default=None)
+    p.add_argument(
+        "--offline",
+        action="store_true",
+        help="never connect: check the folder against <dir>/migrate-job.sum (written by `hash`), parse every up "
+        "and down section, lint (error-level findings fail); exit 4 naming each problem",
+    )
+    p.add_argument(
+        "--lint-since",
+        metavar="VERSION",
+        help="--offline: lint only the migrations above VERSION (older ones are applied; MIGRATE_LINT_SINCE)",
+    )
 
     def dry(p: argparse.ArgumentParser) -> None:
         p.add_argument("--dry-run", action="store_true", default=None, help="print what would happen; change nothing")
@@ -279,6 +295,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", dest="baseline_to", required=True, metavar="VERSION")
     dry(p)
 
+    p = add(
+        "hash",
+        "write <dir>/migrate-job.sum: the checksum of every migration file (downs too) and a total, "
+        "for `validate --offline` in CI; commit it with the migrations",
+    )
+    dry(p)
+
     p = add("lint", "report migrations that lock or rewrite tables on a live database (exit 4 on errors)")
     p.add_argument("files", nargs="*", type=Path, help="files to lint (default: pending, or all without a database)")
     p.add_argument("--format", dest="output", choices=["human", "json", "github"], default="human")
@@ -287,6 +310,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--file", dest="schema_file", type=Path, help="snapshot file (default MIGRATE_SCHEMA_FILE)")
     p.add_argument("--format", dest="output", choices=["text", "json"], default="text", help="output format")
     p.add_argument("--details", action="store_true", help="show a unified diff of every changed object")
+
+    p = add(
+        "dump",
+        "write the normalised schema snapshot (pg_dump --schema-only) now: to --file, else MIGRATE_SCHEMA_FILE, "
+        "else stdout; only reads the database",
+    )
+    p.add_argument(
+        "--file",
+        dest="schema_file",
+        type=Path,
+        help="where to write it (default MIGRATE_SCHEMA_FILE; `-` or none: stdout)",
+    )
 
     p = add("config", "show the effective settings and where each came from (secrets masked)")
     p.add_argument("action", choices=["show"])
@@ -342,6 +377,7 @@ _SETTING_ARGS = (
     "config",
     "confirm_production",
     "schema_file",
+    "lint_since",
     "tenant_schema",
     "fleet_targets",
     "fleet_parallel",
@@ -374,10 +410,12 @@ COMMANDS = (
     "lint",
     "diff",
     "fleet",
+    "hash",
+    "dump",
 )
 _JOB_COMMANDS = ("migrate", "rollback", "reset", "refresh", "repair")
 _ROLLBACK_COMMANDS = ("rollback", "reset", "refresh")
-_REPORT_COMMANDS = {"config", "diff", "lint", "status", "validate", "create"}
+_REPORT_COMMANDS = {"config", "diff", "lint", "status", "validate", "create", "hash", "dump"}
 
 
 def _install_signal_handlers() -> None:
@@ -452,7 +490,13 @@ def main(argv: list[str] | None = None) -> int:
     actions: dict[str, Callable[[], object]] = {
         "migrate": lambda: commands.migrate(settings, log, state, run_id),
         "status": lambda: commands.status(settings, log, sys.stdout, args.output, args.show_all),
-        "validate": lambda: commands.validate(settings, log, sys.stdout),
+        "validate": lambda: (
+            commands.validate_offline(settings, log, sys.stdout)
+            if args.offline
+            else commands.validate(settings, log, sys.stdout)
+        ),
+        "hash": lambda: commands.hash_files(settings, log, sys.stdout),
+        "dump": lambda: commands.dump(settings, log, sys.stdout),
         "create": lambda: commands.create(
             settings, _create_name(args), sys.stdout, style=args.style, version_style=args.version_style
         ),

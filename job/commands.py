@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -19,6 +20,7 @@ from job.callbacks import Callbacks
 from job.config import Settings
 from job.errors import CallbackFailed, ConfigError, JobError, MigrationFailed, SourceError, ValidationFailed
 from job.history import HistoryTable
+from job.integrity import Problem
 from job.lock import AdvisoryLock, lock_key
 from job.lock import check_sql as lock_check_sql
 from job.plan import Plan, StatusRow, build_plan, rollback_plan
@@ -188,6 +190,7 @@ def migrate(settings: Settings, log: Log, state: RunState, run_id: str) -> RunSt
     """Apply pending migrations under the advisory lock. Nothing is written before validation passes."""
 
     migrations = load_files(settings)
+    check_sum_file(settings, migrations)  # production: the files must be the ones CI checked (before connecting)
     hooks = load_callbacks(settings, log)
     if settings.dry_run:
         return dry_run(settings, log, migrations, sys.stdout, state)
@@ -515,6 +518,7 @@ def _print_rollback(chosen: list[Migration], out: TextIO) -> None:
 
 def refresh(settings: Settings, log: Log, state: RunState, run_id: str) -> RunState:
     """Roll back everything, then migrate again."""
+    check_sum_file(settings, load_files(settings))  # before the reset, not only before the re-apply
     rollback(settings, log, state, run_id, everything=True, action="refresh (reset and re-apply)")
     if settings.dry_run:
         return state
@@ -1071,3 +1075,212 @@ def fleet(
         error.exit_code = ExitCode(code)
         raise error
     return report
+
+
+# ---------------------------------------------------------------------------- CI without a database
+
+
+def sum_path(settings: Settings) -> Path:
+    """The folder's integrity file, `<MIGRATE_DIR>/migrate-job.sum`."""
+    from job.integrity import SUM_FILE
+
+    return settings.dir / SUM_FILE
+
+
+def hash_files(settings: Settings, log: Log, out: TextIO) -> Path:
+    """`hash`: write `<dir>/migrate-job.sum` (every migration file's checksum, and a total); `--dry-run` prints it."""
+    from job import integrity, snapshot
+
+    items = integrity.entries(settings.dir, load_files(settings))
+    text = integrity.render(items)
+    path = sum_path(settings)
+    if settings.dry_run:
+        out.write(text)
+        return path
+    try:
+        changed = snapshot.write_snapshot(path, text)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot write the sum file: {exc.strerror or exc}", file=str(path)) from None
+    note = "" if changed else " (unchanged)"
+    out.write(f"{path}: {len(items)} file(s), total sha256:{integrity.total(items)}{note}\n")
+    log.info("sum.written" if changed else "sum.unchanged", file=str(path), files=len(items))
+    return path
+
+
+def _problem(exc: SourceError) -> Problem:
+    return Problem(exc.message, exc.fields.get("file"), exc.fields.get("line"), exc.fields.get("column"))
+
+
+def sum_problems(settings: Settings, migrations: list[Migration]) -> tuple[list[Problem], str | None]:
+    """The folder against its sum file: one problem per change (or a missing/unreadable sum file), and the
+    one-line summary naming the changed files when there are changes."""
+    from job import integrity
+
+    path = sum_path(settings)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        message = f"{path} not found: run `migrate-job hash` and commit it, so CI can check the migrations"
+        return [integrity.Problem(message, str(path))], None
+    except (OSError, UnicodeError) as exc:
+        return [integrity.Problem(f"{path}: cannot read the sum file: {exc}", str(path))], None
+    try:
+        recorded = integrity.parse(path, text)
+    except SourceError as exc:
+        return [_problem(exc)], None
+    changes = integrity.compare(settings.dir, path, recorded, integrity.entries(settings.dir, migrations))
+    problems = [
+        integrity.Problem(
+            c.message, str(settings.dir / c.path) if c.kind in ("added", "edited") and c.path else str(path)
+        )
+        for c in changes
+    ]
+    return problems, integrity.summary(path, changes) if changes else None
+
+
+def check_sum_file(settings: Settings, migrations: list[Migration]) -> None:
+    """On production, when the folder has a migrate-job.sum, it must match (exit 4, before connecting): the files
+    deployed are the ones CI checked. Elsewhere a developer's migrate needs no `hash` after each edit."""
+    if not settings.is_production or not sum_path(settings).exists():
+        return
+    problems, summary = sum_problems(settings, migrations)
+    if problems:
+        raise ValidationFailed(
+            summary or problems[0].message,
+            problems=[p.message for p in problems],
+            count=len(problems),
+            file=problems[0].file,
+            line=problems[0].line,
+        )
+
+
+def parse_problems(migrations: list[Migration]) -> list[Problem]:
+    """Every up and down section checked as the runner would before running it (syntax errors with file:line),
+    and no migration that `create` wrote and nobody filled in."""
+    found: list[Problem] = []
+    for m in migrations:
+        checks: list[Callable[[], object]] = [partial(statements_for, m), partial(refuse_template, m)]
+        if m.down is not None:
+            checks.append(partial(_check_down, m, m.down))
+        for check in checks:
+            try:
+                check()
+            except SourceError as exc:
+                found.append(_problem(exc))
+    return found
+
+
+def _check_down(m: Migration, down: source.Section) -> None:
+    statements_for(m, down, transactional=section_transactional(m, down))
+
+
+def lint_problems(settings: Settings, migrations: list[Migration]) -> tuple[list[Problem], list[Problem]]:
+    """Lint findings (errors, warnings) of every migration above MIGRATE_LINT_SINCE (default: every one);
+    syntax errors are left to `parse_problems`."""
+    from job import lint as lint_mod
+
+    since = None
+    if settings.lint_since is not None:
+        try:
+            since = source.parse_version(settings.lint_since, settings.order)
+        except ValueError:
+            raise ConfigError(
+                f"invalid setting MIGRATE_LINT_SINCE (--lint-since): {settings.lint_since!r} is not a version",
+                setting="MIGRATE_LINT_SINCE",
+            ) from None
+    selected = {m.path.resolve() for m in migrations if since is None or m.version is None or m.version > since}
+    findings = [
+        f for f in lint_mod.lint_migrations(migrations) if f.rule != "MJ000" and Path(f.file).resolve() in selected
+    ]
+    as_problem = [
+        (
+            f.severity,
+            Problem(f"{f.file}:{f.line}:{f.column}: {f.rule} {f.message} (hint: {f.hint})", f.file, f.line, f.column),
+        )
+        for f in findings
+    ]
+    return [p for s, p in as_problem if s == "error"], [p for s, p in as_problem if s != "error"]
+
+
+def validate_offline(settings: Settings, log: Log, out: TextIO) -> list[Migration]:
+    """`validate --offline`: the sum file, every file's SQL (up and down) and the lint, without a database.
+
+    Never connects (no DATABASE_URL needed). Raises ValidationFailed (exit 4) listing every problem.
+    """
+    try:
+        migrations = load_files(settings)
+    except SourceError as exc:
+        migrations, problems, summary = [], [_problem(exc)], None
+    else:
+        problems, summary = sum_problems(settings, migrations)
+    about_sum = len(problems) if summary else 1
+    problems += parse_problems(migrations)
+    errors, warnings = lint_problems(settings, migrations)
+    problems += errors
+    _print_offline(settings, out, problems, warnings)
+    log.info("validate.offline", files=len(migrations), problems=len(problems), warnings=len(warnings))
+    if problems:
+        more = len(problems) - about_sum
+        raise ValidationFailed(
+            f"validate --offline: {summary or problems[0].message}"
+            + (f" (and {more} more problem(s))" if more else ""),
+            problems=[p.message for p in problems],
+            count=len(problems),
+            file=problems[0].file,
+            line=problems[0].line,
+        )
+    out.write(
+        f"ok: {len(migrations)} migration(s) match {sum_path(settings)}, parse, and have no lint error"
+        f" ({len(warnings)} warning(s))\n"
+    )
+    return migrations
+
+
+def _print_offline(settings: Settings, out: TextIO, problems: list[Problem], warnings: list[Problem]) -> None:
+    """`problem:` / `warning:` lines; in GitHub Actions also one annotation each and the step summary."""
+    from job.report import append_file, github_annotation, github_problems_summary, redact_text
+
+    secrets = settings.secrets()
+    for label, items in (("problem", problems), ("warning", warnings)):
+        out.write("".join(f"{label}: {redact_text(p.message, secrets)}\n" for p in items))
+    if not settings.github_actions:
+        return
+    for level, items in (("error", problems), ("warning", warnings)):
+        for p in items:
+            out.write(github_annotation(redact_text(p.message, secrets), p.file, p.line, p.column, level=level) + "\n")
+    if settings.github_step_summary:
+        text = github_problems_summary(
+            "validate --offline",
+            int(ValidationFailed.exit_code) if problems else 0,
+            [redact_text(p.message, secrets) for p in problems],
+            [redact_text(w.message, secrets) for w in warnings],
+        )
+        append_file(settings.github_step_summary, text)
+
+
+def dump(settings: Settings, log: Log, out: TextIO) -> str:
+    """`dump`: the normalised schema snapshot now, to `--file` / MIGRATE_SCHEMA_FILE, or stdout (`-` or neither).
+    Only reads the database (production and replicas too); a missing or too old pg_dump exits 2."""
+    from job import snapshot
+
+    path = settings.schema_file
+    to_file = path is not None and str(path) != "-"
+    if path is not None and to_file:
+        snapshot.check_schema_file(path, settings)
+    conn = db.connect(settings, log, purpose="dump")
+    try:
+        text = snapshot.snapshot(settings, conn, table_of(settings))
+    finally:
+        conn.close()
+    count = len(snapshot.objects(text))
+    if path is None or not to_file:
+        out.write(text)
+        log.info("schema.dumped", file="-", objects=count)
+        return text
+    try:
+        changed = snapshot.write_snapshot(path, text)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot write the schema snapshot: {exc.strerror or exc}", file=str(path)) from None
+    out.write(f"{path}: {count} object(s){'' if changed else ' (unchanged)'}\n")
+    log.info("schema.dumped", file=str(path), objects=count, changed=changed)
+    return text

@@ -141,6 +141,8 @@ class Settings(BaseSettings):
     github_actions: bool = Field(False, validation_alias=AliasChoices("GITHUB_ACTIONS"))
     github_step_summary: Path | None = Field(None, validation_alias=AliasChoices("GITHUB_STEP_SUMMARY"))
     lint_gate: Literal["off", "error"] = Field("off", validation_alias=AliasChoices("MIGRATE_LINT_GATE"))
+    # validate --offline lints only the migrations above this version (older ones are applied and frozen).
+    lint_since: str | None = Field(None, validation_alias=AliasChoices("MIGRATE_LINT_SINCE"))
     confirm_production: bool = Field(
         False, validation_alias=AliasChoices("MIGRATE_CONFIRM_PRODUCTION", "MIGRATE_CONFIRM")
     )

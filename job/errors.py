@@ -34,12 +34,13 @@ exit codes:
   1    a migration failed (its transaction was rolled back; earlier ones stay applied);
        also an unexpected database error outside a migration
   2    usage or configuration error (also: the history table has another shape, or the role
-       lacks a privilege on it: the message names the GRANT)
+       lacks a privilege on it: the message names the GRANT; diff/dump: no pg_dump as new as the server)
   3    the advisory lock was not acquired in time (another runner holds it)
   4    validation failed (bad migration files, a created migration still empty, edited/removed
        applied files, failed entries, out-of-order versions); nothing was applied.
        rollback --name: no or several migrations match. wait-for-version: version not reached
-       in time. lint: an error-level finding. diff: the live schema differs from MIGRATE_SCHEMA_FILE
+       in time. lint: an error-level finding. diff: the live schema differs from MIGRATE_SCHEMA_FILE.
+       validate --offline (and migrate on production): files differ from migrate-job.sum
   5    database unreachable (retried for MIGRATE_CONNECT_TIMEOUT), a connection that can never
        succeed (password, pg_hba.conf, role, a bad option, TLS the server lacks: not retried),
        the connection was lost, or the server failed the job's own statement (resources, timeout)

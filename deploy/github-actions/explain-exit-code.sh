@@ -8,7 +8,7 @@ case $code in
     1) what="a migration failed and was rolled back (earlier ones stay applied), or lock-timeout retries ran out"; action="stop the rollout; fix the migration" ;;
     2) what="usage or configuration error"; action="fix the task/job definition or the workflow's settings" ;;
     3) what="the advisory lock was not acquired in time: another runner is migrating"; action="retry later" ;;
-    4) what="validation failed (bad files, edited or removed applied files, failed entries, out-of-order versions); nothing was applied"; action="fix the files, or run migrate-job repair" ;;
+    4) what="validation failed (bad files, edited or removed applied files, failed entries, out-of-order versions, files that differ from migrate-job.sum, a lint error); nothing was applied"; action="fix the files, or run migrate-job repair (an intended change: migrate-job hash)" ;;
     5) what="database unreachable, or the connection was lost mid-run (the in-flight migration left no trace)"; action="retry; check the network path and security groups" ;;
     6) what="the pre-migration backup/snapshot failed; nothing was applied"; action="investigate the backup (permissions, MIGRATE_BACKUP_TIMEOUT)" ;;
     7) what="the production guard refused"; action="confirm explicitly (MIGRATE_CONFIRM_PRODUCTION=yes)" ;;

@@ -926,14 +926,18 @@ def test_workflow_builds_runs_and_fails_on_a_nonzero_exit() -> None:
     assert triggers["push"]["branches"] == ["main"]
     assert triggers["workflow_dispatch"]["inputs"]["environment"]["type"] == "environment"
     uses = re.findall(r"(?m)^\s*(?:-\s*)?uses:\s*(\S+)", WORKFLOW.read_text())
-    assert uses and all(re.fullmatch(r"[\w.-]+/[\w./-]+@(v\d+(\.\d+)*|[0-9a-f]{40})", u) for u in uses), uses
+    remote = [u for u in uses if u != "./deploy/github-actions"]  # the local action: the same commit
+    assert remote and all(re.fullmatch(r"[\w.-]+/[\w./-]+@(v\d+(\.\d+)*|[0-9a-f]{40})", u) for u in remote), uses
     docker = workflow["jobs"]["migrate-docker"]
     ecs = workflow["jobs"]["migrate-ecs"]
     assert ecs["permissions"]["id-token"] == "write"
     assert any(s.get("uses", "").startswith("aws-actions/configure-aws-credentials@") for s in ecs["steps"])
     (run_docker,) = [s for s in docker["steps"] if s.get("id") == "migrate"]
+    assert run_docker["uses"] == "./deploy/github-actions"  # the composite action runs the image (action.sh)
+    assert run_docker["with"]["image"] == "migrate-job:${{ github.sha }}"
+    action_script = (DEPLOY / "github-actions" / "action.sh").read_text()
     for needle in ("docker run --rm --read-only", "-e GITHUB_ACTIONS", "GITHUB_STEP_SUMMARY=", 'exit "$code"'):
-        assert needle in run_docker["run"], needle
+        assert needle in action_script, needle
     assert run_docker["env"]["DATABASE_URL"] == "${{ secrets.DATABASE_URL }}"
     (run_ecs,) = [s for s in ecs["steps"] if s.get("id") == "migrate"]
     assert "deploy/ecs/run-migrations.sh" in run_ecs["run"] and 'exit "$code"' in run_ecs["run"]
@@ -985,7 +989,11 @@ def test_workflow_run_steps_pass_shellcheck(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------- shell scripts
 
 
-SCRIPTS = [ECS / "run-migrations.sh", DEPLOY / "github-actions" / "explain-exit-code.sh"]
+SCRIPTS = [
+    ECS / "run-migrations.sh",
+    DEPLOY / "github-actions" / "explain-exit-code.sh",
+    DEPLOY / "github-actions" / "action.sh",
+]
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
