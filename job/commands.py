@@ -66,22 +66,22 @@ def table_of(settings: Settings) -> HistoryTable:
     return HistoryTable(settings.history_schema, settings.history_table)
 
 
-def load_files(settings: Settings) -> list[Migration]:
+def load_files(settings: Settings, *, offline: bool = False) -> list[Migration]:
     return source.load(
         settings.dir,
         layout=settings.format,
         pattern=settings.filename_pattern,
         order=settings.order,
-        placeholders=placeholders_of(settings),
+        placeholders=placeholders_of(settings, offline=offline),
     )
 
 
-def placeholders_of(settings: Settings) -> source.Placeholders:
+def placeholders_of(settings: Settings, *, offline: bool = False) -> source.Placeholders:
     """The run's `${name}` values: the defined ones, and built-ins for the target (resolved only if used).
 
     Built-ins: schema (the tenant schema, else public), database and user (of the connection), table (the
-    history table). Without a configured database (lint, offline validation) database and user stand in as
-    `migrate_job_offline_database` / `_user`, so the files still parse.
+    history table). Offline (`validate --offline`, or no database configured) database and user stand in as
+    `migrate_job_offline_database` / `_user`, so the files still parse and nothing is looked up.
     """
 
     def builtin(kind: str) -> str | None:
@@ -89,7 +89,7 @@ def placeholders_of(settings: Settings) -> source.Placeholders:
             return settings.tenant_schema or "public"
         if kind == "table":
             return settings.history_table
-        if not settings.has_connection:
+        if offline or not settings.has_connection:
             return f"migrate_job_offline_{kind}"
         params = db.connection_params(settings)  # a secret's host/database/user are known once it is read
         found = params.get("dbname") or params.get("user") if kind == "database" else params.get("user")
@@ -746,7 +746,7 @@ def create(
             setting="MIGRATE_FILENAME_PATTERN",
         )
     directory = settings.dir
-    migrations = load_files(settings) if directory.is_dir() else []
+    migrations = load_files(settings, offline=True) if directory.is_dir() else []
     families = {m.layout for m in migrations if not m.repeatable} or (
         {settings.format} if settings.format != "auto" else set()
     )
@@ -1091,7 +1091,7 @@ def hash_files(settings: Settings, log: Log, out: TextIO) -> Path:
     """`hash`: write `<dir>/migrate-job.sum` (every migration file's checksum, and a total); `--dry-run` prints it."""
     from job import integrity, snapshot
 
-    items = integrity.entries(settings.dir, load_files(settings))
+    items = integrity.entries(settings.dir, load_files(settings, offline=True))
     text = integrity.render(items)
     path = sum_path(settings)
     if settings.dry_run:
@@ -1208,7 +1208,7 @@ def validate_offline(settings: Settings, log: Log, out: TextIO) -> list[Migratio
     Never connects (no DATABASE_URL needed). Raises ValidationFailed (exit 4) listing every problem.
     """
     try:
-        migrations = load_files(settings)
+        migrations = load_files(settings, offline=True)
     except SourceError as exc:
         migrations, problems, summary = [], [_problem(exc)], None
     else:
