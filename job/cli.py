@@ -39,6 +39,8 @@ settings (environment variables; CLI flags win over them; durations: 30, 500ms, 
   MIGRATE_DIR                  migrations folder (default ./migrations)            [--dir]
                                repeatables (any layout): R__name.sql there, or repeatable/*.sql: run after
                                the versioned ones, again when edited, never rolled back
+                               callbacks (Flyway's names, there or in callbacks/): beforeMigrate,
+                               beforeEachMigrate, afterEachMigrate, afterMigrate, afterMigrateError (exit 10)
   MIGRATE_FORMAT               auto|numbered|golang|flyway (default auto)          [--layout]
   MIGRATE_FILENAME_PATTERN     regex naming the files, instead of the layouts: named groups version (required),
                                name, direction (up|down|rollback|undo...)         [--filename-pattern]
