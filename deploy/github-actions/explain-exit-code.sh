@@ -14,6 +14,7 @@ case $code in
     7) what="the production guard refused"; action="confirm explicitly (MIGRATE_CONFIRM_PRODUCTION=yes)" ;;
     8) what="fleet: some targets failed, the others succeeded (the report and the target.finished log lines name each failed target and why)"; action="fix those targets and rerun: each target's history decides what is left" ;;
     9) what="the database is read-only (a hot standby or replica, a reader endpoint, or default_transaction_read_only=on); nothing changed"; action="point the job at the writer (primary) endpoint; retry after a failover" ;;
+    10) what="a callback failed (beforeMigrate: nothing applied; beforeEachMigrate/afterEachMigrate: that migration rolled back; afterMigrate: the migrations stay applied)"; action="fix the callback named in the log and rerun" ;;
     130 | 143) what="interrupted by SIGINT/SIGTERM (rolled back, lock released)"; action="rerun" ;;
     *) what="not a migrate-job exit code (the runner or the task failed before or around the job)"; action="read the step's log" ;;
 esac

@@ -10,7 +10,6 @@ import json
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -35,15 +34,6 @@ TENANTS_QUERY = "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'tenant\\_%
 DISCOVER_TENANTS = (
     '[[discover]]\nschemas_query = """' + TENANTS_QUERY.replace("\\", "\\\\") + '"""\nurl_env = "TENANTS_URL"\n'
 )
-
-
-@pytest.fixture
-def jobs(tmp_path: Path) -> Iterator[Jobs]:
-    started = Jobs(tmp_path)
-    try:
-        yield started
-    finally:
-        started.stop_all()
 
 
 def make_tenants(url: str, count: int) -> list[str]:

@@ -12,7 +12,6 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,16 +43,6 @@ from tests.pgutil import DevServerFactory
 pytestmark = pytest.mark.pg
 
 SIGNALS = [pytest.param(signal.SIGTERM, 143, id="SIGTERM"), pytest.param(signal.SIGINT, 130, id="SIGINT")]
-
-
-@pytest.fixture
-def jobs(tmp_path: Path) -> Iterator[Jobs]:
-    """Starts CLI subprocesses in tmp_path; any still running at the end of the test is killed."""
-    started = Jobs(tmp_path)
-    try:
-        yield started
-    finally:
-        started.stop_all()
 
 
 def migrate(jobs: Jobs, url: str, folder: Path, **env: str) -> Job:
