@@ -177,12 +177,11 @@ PIPELINE_MAX_BYTES = 8 * 1024 * 1024  # one pipelined message holds at most this
 PIPELINE_MAX_COUNT = 1000  # ... and at most this many migrations
 
 
-def session_for(server_version: int, lock_check: str | None, extra: tuple[str, ...] = ()) -> Session:
+def session_for(server_version: int, lock_check: str | None) -> Session:
     """The job's own settings, re-applied before every migration, for a server of this version."""
-    settings = list(extra)
     if server_version >= 140000:
-        settings.append(f"client_connection_check_interval = {ORPHAN_CHECK_MS}")
-    return Session(tuple(settings), lock_check)
+        return Session((f"client_connection_check_interval = {ORPHAN_CHECK_MS}",), lock_check)
+    return Session((), lock_check)
 
 
 def history_block(
@@ -259,14 +258,12 @@ class Runner:
     batch: int
     lock_check_sql: str | None = None
     blockers: Callable[[int], list[dict[str, Any]]] | None = None
-    session_settings: tuple[str, ...] = ()  # more job settings for every migration
     callbacks: Callbacks | None = None
     applied: list[Outcome] = field(default_factory=list)
-    current: Migration | None = None
     session: Session = field(init=False)
 
     def __post_init__(self) -> None:
-        self.session = session_for(self.conn.info.server_version, self.lock_check_sql, self.session_settings)
+        self.session = session_for(self.conn.info.server_version, self.lock_check_sql)
 
     def row(self, m: Migration, kind: str) -> dict[str, Any]:
         return {
@@ -339,7 +336,6 @@ class Runner:
         while first < len(migrations):
             msg = _Message(self, migrations[first:], build(blocks[first:], self.session, single_transaction=single))
             msg.attempts, msg.down, msg.single = attempts[first:], down, single
-            self.current = msg.batch[0]
             watcher = _BlockerWatcher(self, max(b.lock_ms for b in blocks[first:])) if self.blockers else None
             try:
                 result = stream_script(self.conn, msg.script.text, msg.on_result, msg.on_notice)
@@ -352,7 +348,6 @@ class Runner:
             finally:
                 if watcher:
                     watcher.stop()
-                self.current = None
             if result.error is None:
                 return
             self._rollback_quietly()
@@ -476,7 +471,6 @@ class Runner:
         lock_ms, stmt_ms = timeouts_ms(m, self.settings)
         row = self.row(m, "non_transactional")
         row["statements_done"] = start_at
-        self.current = m
         started = time.monotonic()
         try:
             prelude = session_sql(self.session, lock_ms, stmt_ms, (activity_name(self.settings, m),))
@@ -529,7 +523,6 @@ class Runner:
                 history.delete(self.conn, self.table, m.key, by=self.settings.applied_by, run_id=self.run_id)
             else:
                 history.record_finished(self.conn, self.table, m.key, done, elapsed)
-        self.current = None
         outcome = Outcome(m, elapsed)
         self.applied.append(outcome)
         self.log.info(

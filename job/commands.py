@@ -36,7 +36,6 @@ class RunState:
     pending: list[Migration] = field(default_factory=list)  # to apply (known once the plan is built)
     rolled_back: list[Outcome] = field(default_factory=list)
     to_roll_back: list[Migration] = field(default_factory=list)
-    current: Migration | None = None
     backup: Any = None
     version_before: str | None = None  # the highest applied version when the run started (fleet report)
 
