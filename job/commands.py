@@ -42,8 +42,7 @@ class RunState:
 
 def highest_version(rows: list[Any]) -> str | None:
     """The highest applied (versioned) entry of history rows, as text."""
-    versions = [(a.parsed_version, a.version) for a in rows if a.status == "applied" and a.parsed_version]
-    return max(versions)[1] if versions else None
+    return highest_of(None, [a.version for a in rows if a.status == "applied"])
 
 
 def highest_of(before: str | None, applied: list[str]) -> str | None:
