@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import weakref
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -148,7 +149,24 @@ class TableState:
         return self.relkind is not None
 
 
+# What `inspect` found, per connection and table: the history is inspected once per session (each look is a
+# round trip, which a far database or a fleet of hundreds feels), until `ensure` creates something.
+_INSPECTED: weakref.WeakKeyDictionary[Connection, dict[tuple[str, str], TableState]] = weakref.WeakKeyDictionary()
+
+
 def inspect(conn: Connection, table: HistoryTable) -> TableState:
+    known = _INSPECTED.setdefault(conn, {})
+    key = (table.schema, table.table)
+    if key not in known:
+        known[key] = _inspect(conn, table)
+    return known[key]
+
+
+def _forget(conn: Connection) -> None:
+    _INSPECTED.pop(conn, None)
+
+
+def _inspect(conn: Connection, table: HistoryTable) -> TableState:
     row = conn.execute(_INSPECT, {"schema": table.schema, "table": table.table}).fetchone()
     assert row is not None
     role, database, schema_exists, relkind, usage, create, db_create, privileges, columns = row
@@ -279,6 +297,7 @@ def ensure(conn: Connection, table: HistoryTable) -> None:
         return
     if state.exists:  # an older migrate-job made the history table: the audit table is new
         check_access(log, HistoryTable(table.schema, table.log_table), conn, write=True)
+    _forget(conn)  # what is created below changes what the next look sees
     if not state.schema_exists:
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(table.schema)))
     if not state.exists:

@@ -24,7 +24,7 @@ LEAKS = [
     pytest.param("SET search_path = nowhere;", id="search_path"),
     pytest.param("RESET ALL;", id="reset-all"),
     pytest.param("SET ROLE probe_role;", id="set-role"),
-    pytest.param("SET statement_timeout = 1;", id="statement_timeout"),
+    pytest.param("SET statement_timeout = '55s';", id="statement_timeout"),
     pytest.param("SET lock_timeout = 0;\nSET search_path = nowhere;", id="two-at-once"),
 ]
 MODES = [

@@ -359,3 +359,43 @@ def test_non_transactional_statement_inside_the_files_own_block_is_refused(
         statements_for(m)
     assert info.value.message.startswith(f"{m.path}:{line}: ")
     assert "inside the file's own BEGIN … COMMIT" in info.value.message
+
+
+# ---------------------------------------------------------------------------- history statements
+
+
+@pytest.mark.parametrize(
+    ("version", "name", "checksum"),
+    [
+        ("1", "create_users", "ab" * 32),
+        ("20240101120000", "it's \\ odd", "cd" * 32),
+        ("R__views", "vüe 😀", None),
+        ("1.10", "migrate_job_sentinel", "ef" * 32),
+        ("2", "x'migrate_job_sentinel_checksum_7f3a9c'", "12" * 32),  # a name holding another sentinel
+    ],
+)
+@pytest.mark.parametrize("down", [False, True])
+def test_history_templates_write_what_the_composed_statement_writes(
+    version: str, name: str, checksum: str | None, down: bool
+) -> None:
+    """The run's history statement, filled in per migration, is exactly the one composed for that migration."""
+    from psycopg import sql
+
+    from job import history
+    from job.apply import HistoryTemplates
+    from job.history import HistoryTable
+    from job.script import SINCE_MARK_MS
+
+    table = HistoryTable("public", "migrate_job_history")
+    base = {"kind": "transactional", "applied_by": "o'neil@host", "batch": 3, "source": "migrate-job", "run_id": "r1"}
+    row = {"version": version, "name": name, "checksum": checksum, **base}
+    templates = HistoryTemplates(table, {"version": "0", "name": "other", "checksum": "00", **base})
+    if down:
+        expected = history.delete_row_sql(
+            table, version, by="o'neil@host", run_id="r1", returning=sql.SQL(SINCE_MARK_MS)
+        )
+    else:
+        expected = history.applied_row_sql(
+            table, row, elapsed=sql.SQL(SINCE_MARK_MS), returning=sql.SQL("execution_ms")
+        )
+    assert templates.sql(row, down=down) == expected
