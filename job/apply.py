@@ -28,13 +28,24 @@ from psycopg import errors as pgerrors
 from psycopg import sql
 
 from job import cancel, history
+from job.callbacks import Callback, Callbacks
 from job.config import Settings, parse_duration
 from job.db import Connection, is_connection_lost, stream_script
-from job.errors import DatabaseUnreachable, Interrupted, MigrationFailed, SourceError
+from job.errors import CallbackFailed, DatabaseUnreachable, Interrupted, MigrationFailed, SourceError
 from job.history import HistoryTable
 from job.lock import LOST_LOCK_SQLSTATE
 from job.report import Log
-from job.script import FLUSH_NOTICE, SINCE_MARK_MS, Block, Script, Session, build, chunks, session_sql
+from job.script import (
+    FLUSH_NOTICE,
+    SINCE_MARK_MS,
+    Block,
+    Script,
+    Session,
+    build,
+    callback_script,
+    chunks,
+    session_sql,
+)
 from job.source import Migration, Section, transaction_reason
 from job.sqlscan import Statement
 
@@ -166,12 +177,11 @@ PIPELINE_MAX_BYTES = 8 * 1024 * 1024  # one pipelined message holds at most this
 PIPELINE_MAX_COUNT = 1000  # ... and at most this many migrations
 
 
-def session_for(server_version: int, lock_check: str | None, extra: tuple[str, ...] = ()) -> Session:
+def session_for(server_version: int, lock_check: str | None) -> Session:
     """The job's own settings, re-applied before every migration, for a server of this version."""
-    settings = list(extra)
     if server_version >= 140000:
-        settings.append(f"client_connection_check_interval = {ORPHAN_CHECK_MS}")
-    return Session(tuple(settings), lock_check)
+        return Session((f"client_connection_check_interval = {ORPHAN_CHECK_MS}",), lock_check)
+    return Session((), lock_check)
 
 
 def history_block(
@@ -183,8 +193,10 @@ def history_block(
     *,
     down: bool,
     single: bool,
+    callbacks: Callbacks | None = None,
 ) -> Block:
-    """The Block of one transactional migration (or down): statements, timeouts, history write with RETURNING."""
+    """The Block of one transactional migration (or down): statements, timeouts, history write with RETURNING,
+    and (applying) the beforeEachMigrate / afterEachMigrate callbacks in the same transaction."""
     stmts = statements_for(m, sec, transactional=True)
     lock_ms, stmt_ms = timeouts_ms(m, settings)
     if down:
@@ -193,7 +205,15 @@ def history_block(
         )
     else:
         tail = history.applied_row_sql(table, row, elapsed=sql.SQL(SINCE_MARK_MS), returning=sql.SQL("execution_ms"))
-    return Block(stmts, lock_ms, stmt_ms, tail, (activity_name(settings, m),))
+    around = {"before": (), "after": ()} if down or not callbacks else _around(callbacks)
+    return Block(stmts, lock_ms, stmt_ms, tail, (activity_name(settings, m),), **around)
+
+
+def _around(callbacks: Callbacks) -> dict[str, Any]:
+    return {
+        "before": [(cb, cb.statements) for cb in callbacks.of("beforeEachMigrate")],
+        "after": [(cb, cb.statements) for cb in callbacks.of("afterEachMigrate")],
+    }
 
 
 def activity_name(settings: Settings, m: Migration) -> str:
@@ -238,13 +258,12 @@ class Runner:
     batch: int
     lock_check_sql: str | None = None
     blockers: Callable[[int], list[dict[str, Any]]] | None = None
-    session_settings: tuple[str, ...] = ()  # more job settings for every migration (e.g. a tenant's search_path)
+    callbacks: Callbacks | None = None
     applied: list[Outcome] = field(default_factory=list)
-    current: Migration | None = None
     session: Session = field(init=False)
 
     def __post_init__(self) -> None:
-        self.session = session_for(self.conn.info.server_version, self.lock_check_sql, self.session_settings)
+        self.session = session_for(self.conn.info.server_version, self.lock_check_sql)
 
     def row(self, m: Migration, kind: str) -> dict[str, Any]:
         return {
@@ -305,9 +324,9 @@ class Runner:
             self._send(group[start:end], down=down, single=False)
 
     def _block(self, m: Migration, *, down: bool, single: bool) -> Block:
-        return history_block(
-            m, _section(m, down), self.settings, self.table, self.row(m, "transactional"), down=down, single=single
-        )
+        row = self.row(m, "transactional")
+        sec = _section(m, down)
+        return history_block(m, sec, self.settings, self.table, row, down=down, single=single, callbacks=self.callbacks)
 
     def _send(self, migrations: list[Migration], *, down: bool, single: bool) -> None:
         """Send the migrations as one message (retrying from a migration that hit lock_timeout)."""
@@ -317,7 +336,6 @@ class Runner:
         while first < len(migrations):
             msg = _Message(self, migrations[first:], build(blocks[first:], self.session, single_transaction=single))
             msg.attempts, msg.down, msg.single = attempts[first:], down, single
-            self.current = msg.batch[0]
             watcher = _BlockerWatcher(self, max(b.lock_ms for b in blocks[first:])) if self.blockers else None
             try:
                 result = stream_script(self.conn, msg.script.text, msg.on_result, msg.on_notice)
@@ -330,7 +348,6 @@ class Runner:
             finally:
                 if watcher:
                     watcher.stop()
-                self.current = None
             if result.error is None:
                 return
             self._rollback_quietly()
@@ -356,7 +373,10 @@ class Runner:
                 attempts[retry] += 1
                 first = retry
                 continue
-            if err.sqlstate == LOST_LOCK_SQLSTATE and msg.script.pieces[index].role == "check":
+            piece = msg.script.pieces[index]
+            if piece.role == "callback" and isinstance(piece.origin, Callback):
+                raise _callback_error(piece.origin, stmt, offset, err, migration=failing)
+            if err.sqlstate == LOST_LOCK_SQLSTATE and piece.role == "check":
                 raise DatabaseUnreachable(
                     f"{failing.path}: lost the advisory lock while applying migration {failing.key} (something in it "
                     "released the session's advisory locks, e.g. pg_advisory_unlock_all()); it was rolled back; "
@@ -451,15 +471,18 @@ class Runner:
         lock_ms, stmt_ms = timeouts_ms(m, self.settings)
         row = self.row(m, "non_transactional")
         row["statements_done"] = start_at
-        self.current = m
         started = time.monotonic()
         try:
-            self.conn.execute(session_sql(self.session, lock_ms, stmt_ms, (activity_name(self.settings, m),)))
+            prelude = session_sql(self.session, lock_ms, stmt_ms, (activity_name(self.settings, m),))
+            self.conn.execute(prelude)
             if not down:
                 history.record_started(self.conn, self.table, row)
         except psycopg.OperationalError as exc:
             raise self._lost(m, exc, done=start_at) from None
         done = start_at
+        if not down and start_at == 0 and self.callbacks and self.callbacks.of("beforeEachMigrate"):
+            self._each_around_nontx("beforeEachMigrate", m)
+            self.conn.execute(prelude)  # the callback's transaction reset the session: the job's settings again
 
         def on_notice(_index: int, diag: Any) -> None:
             self._notice(m, diag)
@@ -487,6 +510,12 @@ class Runner:
             if not down and self.conn.pgconn.transaction_status == psycopg.pq.TransactionStatus.IDLE:
                 with self._as_job():
                     history.record_progress(self.conn, self.table, m.key, done)
+        if not down:
+            try:
+                self._each_around_nontx("afterEachMigrate", m)
+            except CallbackFailed as exc:
+                self._record_failed(m, done, exc.message)
+                raise
         elapsed = round((time.monotonic() - started) * 1000)
         self._check_lock(m, done)
         with self._as_job():
@@ -494,7 +523,6 @@ class Runner:
                 history.delete(self.conn, self.table, m.key, by=self.settings.applied_by, run_id=self.run_id)
             else:
                 history.record_finished(self.conn, self.table, m.key, done, elapsed)
-        self.current = None
         outcome = Outcome(m, elapsed)
         self.applied.append(outcome)
         self.log.info(
@@ -538,6 +566,87 @@ class Runner:
                 f"SET LOCAL lock_timeout = {self.settings.lock_timeout_ms}"
             )
             yield
+
+    # -- callbacks -----------------------------------------------------------------------
+
+    def run_callbacks(self, event: str) -> None:
+        """Run the beforeMigrate / afterMigrate / afterMigrateError callbacks, each in its own transaction
+        (statement by statement when one of its statements cannot run in a transaction)."""
+        for cb in self.callbacks.of(event) if self.callbacks else ():
+            self.check_callback_lock(cb)
+            started = time.monotonic()
+            if cb.transactional:
+                self._callback_tx(cb)
+            else:
+                self._callback_autocommit(cb)
+            self.log.info(
+                "callback.finished",
+                callback=event,
+                file=str(cb.path),
+                duration_ms=round((time.monotonic() - started) * 1000),
+            )
+
+    def check_callback_lock(self, cb: Callback) -> None:
+        if not self.lock_check_sql:
+            return
+        try:
+            self.conn.execute(self.lock_check_sql)
+        except psycopg.Error as exc:
+            if is_connection_lost(exc, self.conn):
+                raise DatabaseUnreachable(f"connection lost before the callback {cb.path.name}: {exc}") from None
+            raise DatabaseUnreachable(f"lost the advisory lock before the callback {cb.path.name}") from None
+
+    def _each_around_nontx(self, event: str, m: Migration) -> None:
+        """beforeEachMigrate / afterEachMigrate around a non-transactional migration: their own transaction."""
+        for cb in self.callbacks.of(event) if self.callbacks else ():
+            try:
+                self._callback_tx(cb, (activity_name(self.settings, m),))
+            except CallbackFailed as exc:
+                exc.fields["version"] = m.key
+                raise
+
+    def _callback_tx(self, cb: Callback, own: tuple[str, ...] = ()) -> None:
+        script = callback_script(
+            cb.statements, cb, self.session, self.settings.lock_timeout_ms, self.settings.statement_timeout_ms, own
+        )
+
+        def on_notice(_index: int, diag: Any) -> None:
+            self._notice_of(cb.path.name, None, diag)
+
+        try:
+            result = stream_script(self.conn, script.text, None, on_notice)
+        except psycopg.OperationalError as exc:
+            raise DatabaseUnreachable(f"connection lost in the callback {cb.path.name}: {exc}") from None
+        except Interrupted:
+            self._rollback_quietly()
+            raise
+        if result.error is not None:
+            self._rollback_quietly()
+            position = int(result.error.diag.statement_position) if result.error.diag.statement_position else None
+            _index, stmt, offset, _within = script.attribute(result.completed, position)
+            raise _callback_error(cb, stmt, offset, result.error)
+
+    def _callback_autocommit(self, cb: Callback) -> None:
+        self.conn.execute(session_sql(self.session, self.settings.lock_timeout_ms, self.settings.statement_timeout_ms))
+
+        def on_notice(_index: int, diag: Any) -> None:
+            self._notice_of(cb.path.name, None, diag)
+
+        for stmt in cb.statements:
+            try:
+                result = stream_script(self.conn, stmt.text, None, on_notice)
+            except psycopg.OperationalError as exc:
+                raise DatabaseUnreachable(f"connection lost in the callback {cb.path.name}: {exc}") from None
+            if result.error is not None:
+                self._rollback_quietly()
+                pos = int(result.error.diag.statement_position) - 1 if result.error.diag.statement_position else 0
+                raise _callback_error(cb, stmt, pos, result.error)
+
+    def _notice_of(self, file: str, version: str | None, diag: Any) -> None:
+        if diag.message == FLUSH_NOTICE:
+            return
+        log = self.log.warning if diag.severity == "WARNING" else self.log.info
+        log("migration.notice", version=version, file=file, **diag.fields())
 
     def _record_failed(self, m: Migration, done: int, error: str) -> None:
         try:
@@ -592,6 +701,29 @@ _JOB_STEPS = {
     "job": "in the job's own setup of the migration's transaction",
     "commit": "at COMMIT (a deferred constraint or trigger failed)",
 }
+
+
+def _callback_error(
+    cb: Callback, stmt: Statement | None, offset: int, err: pgerrors.Error, *, migration: Migration | None = None
+) -> CallbackFailed:
+    """A callback's failure with its file:line:column, SQLSTATE and what it means for the migrations."""
+    line, col = cb.section.location(stmt.offset + offset) if stmt is not None else (1, 1)
+    effect = {
+        "beforeMigrate": "nothing was applied",
+        "afterMigrate": "the migrations stay applied; the callback was rolled back",
+        "afterMigrateError": "after the run had failed",
+    }.get(cb.event, f"migration {migration.key} was rolled back" if migration else "")
+    return CallbackFailed(
+        f"{cb.path}:{line}:{col}: {cb.event} callback failed ({effect}): {err.sqlstate} {_first_line(err)}",
+        callback=cb.event,
+        file=str(cb.path),
+        line=line,
+        column=col,
+        sqlstate=err.sqlstate,
+        version=migration.key if migration else None,
+        detail=err.diag.message_detail,
+        hint=err.diag.message_hint,
+    )
 
 
 def _first_line(exc: BaseException) -> str:

@@ -18,10 +18,8 @@ from types import FrameType
 from typing import Any
 
 from job import __version__
+from job.choices import FLEET_ACTIONS, LAYOUTS, MODES, ORDERS, STYLES
 from job.errors import EXIT_CODE_HELP, ConfigError, ExitCode, Interrupted, JobError
-from job.repair import MODES
-from job.scaffold import STYLES
-from job.source import LAYOUTS, ORDERS
 
 SETTINGS_HELP = """\
 settings (environment variables; CLI flags win over them; durations: 30, 500ms, 5s, 10m, 1h):
@@ -39,12 +37,20 @@ settings (environment variables; CLI flags win over them; durations: 30, 500ms, 
   MIGRATE_AWS_REGION           AWS region (default: boto3's chain); AWS_ENDPOINT_URL is honoured
  migrations and history
   MIGRATE_DIR                  migrations folder (default ./migrations)            [--dir]
+                               repeatables (any layout): R__name.sql there, or repeatable/*.sql: run after
+                               the versioned ones, again when edited, never rolled back
+                               callbacks (Flyway's names, there or in callbacks/): beforeMigrate,
+                               beforeEachMigrate, afterEachMigrate, afterMigrate, afterMigrateError (exit 10)
   MIGRATE_FORMAT               auto|numbered|golang|flyway (default auto)          [--layout]
   MIGRATE_FILENAME_PATTERN     regex naming the files, instead of the layouts: named groups version (required),
                                name, direction (up|down|rollback|undo...)         [--filename-pattern]
   MIGRATE_ORDER                numeric|lexical: versions as numbers (9 < 10) or as text (default numeric) [--order]
   MIGRATE_HISTORY_SCHEMA       schema of the history table (default public)
   MIGRATE_HISTORY_TABLE        history table (default migrate_job_history)
+  MIGRATE_TENANT_SCHEMA        schema-per-tenant: search_path = SCHEMA, public; history in SCHEMA [--tenant-schema]
+  MIGRATE_PLACEHOLDER_<NAME>   value of ${name} in migrations (also [placeholders] in migrate.toml,
+                               MIGRATE_PLACEHOLDERS as JSON); built-ins ${migrate-job:schema|database|user|table}
+  MIGRATE_PLACEHOLDER_REPLACEMENT  auto|on|off (auto: on when a placeholder is defined)
   MIGRATE_ALLOW_OUT_OF_ORDER   apply pending versions lower than the highest applied
   MIGRATE_TARGET               apply up to and including this version           [--target]
   MIGRATE_ADOPT                adopt another tool's tracking table on the first run (default true)
@@ -55,6 +61,7 @@ settings (environment variables; CLI flags win over them; durations: 30, 500ms, 
   MIGRATE_SCHEMA_FILE          write a normalised pg_dump --schema-only here after migrate (not on production);
                                read by `diff`
   MIGRATE_LINT_GATE            error: refuse to migrate production when a pending migration has a lint error
+  MIGRATE_LINT_SINCE           validate --offline lints only the migrations above this version  [--lint-since]
  safety
   MIGRATE_LOCK_WAIT_TIMEOUT    wait for the advisory lock (default 10m)           [--lock-wait-timeout]
   MIGRATE_LOCK_TIMEOUT         lock_timeout for each migration (default 5s)       [--lock-timeout]
@@ -65,6 +72,18 @@ settings (environment variables; CLI flags win over them; durations: 30, 500ms, 
   MIGRATE_ALLOW_POOLER         allow a target that looks like PgBouncer/RDS Proxy (default false)
   MIGRATE_ENV                  environment name; `production` is guarded         [--env]
   MIGRATE_CONFIRM_PRODUCTION   yes = confirm changing production (also MIGRATE_CONFIRM) [--yes]
+  MIGRATE_PIPELINE             on|off: consecutive transactional migrations in one message (default on)
+ fleet (`migrate-job fleet ACTION`)
+  MIGRATE_FLEET_TARGETS        targets file (.toml/.yaml/.json)                   [--targets]
+  MIGRATE_FLEET_PARALLEL       targets at a time (default 4)                      [--parallel]
+  MIGRATE_FLEET_MAX_PER_HOST   targets at a time on one server                    [--max-per-host]
+  MIGRATE_FLEET_CANARY         migrate K targets first; stop if one fails         [--canary]
+  MIGRATE_FLEET_MAX_FAILURES   stop starting targets after F failures             [--max-failures]
+  MIGRATE_FLEET_SHARD          I/N: only shard I of N (a hash of the target id)   [--shard]
+  MIGRATE_FLEET_SHARDS         N shards, the index from JOB_COMPLETION_INDEX      [--shards]
+  MIGRATE_FLEET_SCHEMAS / _SCHEMAS_QUERY / _SECRETS_PREFIX / _SECRETS_TAG / _CATALOG_QUERY  discovery
+  MIGRATE_FLEET_CATALOG_URL    the catalog database of MIGRATE_FLEET_CATALOG_QUERY (default DATABASE_URL)
+  MIGRATE_REPORT_FILE          JSON report of the fleet run                       [--report-file]
  backup (only when something changes: before migrate applies, before rollback/reset/refresh/repair/baseline)
   MIGRATE_BACKUP               auto|none|rds-snapshot|pg-dump (auto: required on production)
   MIGRATE_RDS_INSTANCE_ID / MIGRATE_RDS_CLUSTER_ID  snapshot target (default: from the endpoint)
@@ -74,7 +93,7 @@ settings (environment variables; CLI flags win over them; durations: 30, 500ms, 
   MIGRATE_LOG_FORMAT           auto|json|console (default auto: console on a TTY)
   MIGRATE_LOG_LEVEL            debug|info|warning|error (default info)
   MIGRATE_APPLIED_BY           identity recorded in history (default user@host)
-  MIGRATE_APPLICATION_NAME     application_name prefix (default migrate-job)
+  MIGRATE_APPLICATION_NAME     application_name prefix (default migrate-job; `:migrate 0042` while 0042 runs)
   MIGRATE_TERMINATION_LOG      Kubernetes termination message file (default /dev/termination-log)"""
 
 
@@ -174,8 +193,23 @@ def build_parser() -> argparse.ArgumentParser:
         "repairs, accepted checksums",
     )
 
-    p = add("validate", "check files and history; exit 4 on any problem")
+    p = add(
+        "validate",
+        "check files and history; exit 4 on any problem. --offline: no database (CI): the files against "
+        "migrate-job.sum, every up/down parsed, the lint",
+    )
     p.add_argument("--allow-out-of-order", action="store_true", default=None)
+    p.add_argument(
+        "--offline",
+        action="store_true",
+        help="never connect: check the folder against <dir>/migrate-job.sum (written by `hash`), parse every up "
+        "and down section, lint (error-level findings fail); exit 4 naming each problem",
+    )
+    p.add_argument(
+        "--lint-since",
+        metavar="VERSION",
+        help="--offline: lint only the migrations above VERSION (older ones are applied; MIGRATE_LINT_SINCE)",
+    )
 
     def dry(p: argparse.ArgumentParser) -> None:
         p.add_argument("--dry-run", action="store_true", default=None, help="print what would happen; change nothing")
@@ -255,12 +289,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dry(p)
 
-    p = add("reset", "roll back every applied migration")
+    p = add("reset", "roll back every applied migration (and forget the repeatables' rows)")
     dry(p)
     p = add("refresh", "reset, then migrate again")
     dry(p)
     p = add("baseline", "record every migration up to VERSION as applied without running it")
     p.add_argument("--version", dest="baseline_to", required=True, metavar="VERSION")
+    dry(p)
+
+    p = add(
+        "hash",
+        "write <dir>/migrate-job.sum: the checksum of every migration file (downs too) and a total, "
+        "for `validate --offline` in CI; commit it with the migrations",
+    )
     dry(p)
 
     p = add("lint", "report migrations that lock or rewrite tables on a live database (exit 4 on errors)")
@@ -271,6 +312,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--file", dest="schema_file", type=Path, help="snapshot file (default MIGRATE_SCHEMA_FILE)")
     p.add_argument("--format", dest="output", choices=["text", "json"], default="text", help="output format")
     p.add_argument("--details", action="store_true", help="show a unified diff of every changed object")
+
+    p = add(
+        "dump",
+        "write the normalised schema snapshot (pg_dump --schema-only) now: to --file, else MIGRATE_SCHEMA_FILE, "
+        "else stdout; only reads the database",
+    )
+    p.add_argument(
+        "--file",
+        dest="schema_file",
+        type=Path,
+        help="where to write it (default MIGRATE_SCHEMA_FILE; `-` or none: stdout)",
+    )
 
     p = add("config", "show the effective settings and where each came from (secrets masked)")
     p.add_argument("action", choices=["show"])
@@ -326,6 +379,7 @@ _SETTING_ARGS = (
     "config",
     "confirm_production",
     "schema_file",
+    "lint_since",
     "tenant_schema",
     "fleet_targets",
     "fleet_parallel",
@@ -341,7 +395,6 @@ _SETTING_ARGS = (
     "fleet_secrets_tag",
     "fleet_catalog_query",
 )
-FLEET_ACTIONS = ("migrate", "status", "validate", "wait-for-version")
 
 COMMANDS = (
     "migrate",
@@ -359,10 +412,12 @@ COMMANDS = (
     "lint",
     "diff",
     "fleet",
+    "hash",
+    "dump",
 )
 _JOB_COMMANDS = ("migrate", "rollback", "reset", "refresh", "repair")
 _ROLLBACK_COMMANDS = ("rollback", "reset", "refresh")
-_REPORT_COMMANDS = {"config", "diff", "lint", "status", "validate", "create"}
+_REPORT_COMMANDS = {"config", "diff", "lint", "status", "validate", "create", "hash", "dump"}
 
 
 def _install_signal_handlers() -> None:
@@ -437,7 +492,13 @@ def main(argv: list[str] | None = None) -> int:
     actions: dict[str, Callable[[], object]] = {
         "migrate": lambda: commands.migrate(settings, log, state, run_id),
         "status": lambda: commands.status(settings, log, sys.stdout, args.output, args.show_all),
-        "validate": lambda: commands.validate(settings, log, sys.stdout),
+        "validate": lambda: (
+            commands.validate_offline(settings, log, sys.stdout)
+            if args.offline
+            else commands.validate(settings, log, sys.stdout)
+        ),
+        "hash": lambda: commands.hash_files(settings, log, sys.stdout),
+        "dump": lambda: commands.dump(settings, log, sys.stdout),
         "create": lambda: commands.create(
             settings, _create_name(args), sys.stdout, style=args.style, version_style=args.version_style
         ),

@@ -8,18 +8,23 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
 
-from job import adopt, baseline, cancel, db, guard, history, snapshot, source
+import psycopg
+
+from job import cancel, db, guard, history, source
 from job.apply import Outcome, Runner, preview, section_transactional, statements_for, transaction_modes
+from job.callbacks import Callbacks
 from job.config import Settings
-from job.errors import ConfigError, SourceError, ValidationFailed
+from job.errors import CallbackFailed, ConfigError, JobError, MigrationFailed, SourceError, ValidationFailed
 from job.history import HistoryTable
+from job.integrity import Problem
 from job.lock import AdvisoryLock, lock_key
 from job.lock import check_sql as lock_check_sql
 from job.plan import Plan, StatusRow, build_plan, rollback_plan
-from job.report import Log, audit_json, audit_table, status_json, status_table
+from job.report import Log, audit_json, audit_table, redact_text, secrets_known, status_json, status_table
 from job.source import Migration
 
 
@@ -31,15 +36,13 @@ class RunState:
     pending: list[Migration] = field(default_factory=list)  # to apply (known once the plan is built)
     rolled_back: list[Outcome] = field(default_factory=list)
     to_roll_back: list[Migration] = field(default_factory=list)
-    current: Migration | None = None
     backup: Any = None
     version_before: str | None = None  # the highest applied version when the run started (fleet report)
 
 
 def highest_version(rows: list[Any]) -> str | None:
     """The highest applied (versioned) entry of history rows, as text."""
-    versions = [(a.parsed_version, a.version) for a in rows if a.status == "applied" and a.parsed_version]
-    return max(versions)[1] if versions else None
+    return highest_of(None, [a.version for a in rows if a.status == "applied"])
 
 
 def highest_of(before: str | None, applied: list[str]) -> str | None:
@@ -61,8 +64,36 @@ def table_of(settings: Settings) -> HistoryTable:
     return HistoryTable(settings.history_schema, settings.history_table)
 
 
-def load_files(settings: Settings) -> list[Migration]:
-    return source.load(settings.dir, layout=settings.format, pattern=settings.filename_pattern, order=settings.order)
+def load_files(settings: Settings, *, offline: bool = False) -> list[Migration]:
+    return source.load(
+        settings.dir,
+        layout=settings.format,
+        pattern=settings.filename_pattern,
+        order=settings.order,
+        placeholders=placeholders_of(settings, offline=offline),
+    )
+
+
+def placeholders_of(settings: Settings, *, offline: bool = False) -> source.Placeholders:
+    """The run's `${name}` values: the defined ones, and built-ins for the target (resolved only if used).
+
+    Built-ins: schema (the tenant schema, else public), database and user (of the connection), table (the
+    history table). Offline (`validate --offline`, or no database configured) database and user stand in as
+    `migrate_job_offline_database` / `_user`, so the files still parse and nothing is looked up.
+    """
+
+    def builtin(kind: str) -> str | None:
+        if kind == "schema":
+            return settings.tenant_schema or "public"
+        if kind == "table":
+            return settings.history_table
+        if offline or not settings.has_connection:
+            return f"migrate_job_offline_{kind}"
+        params = db.connection_params(settings)  # a secret's host/database/user are known once it is read
+        found = params.get("dbname") or params.get("user") if kind == "database" else params.get("user")
+        return str(found) if found else None  # libpq's default database is the user's name
+
+    return source.Placeholders(settings.placeholders, builtin, settings.placeholder_replacement)
 
 
 def check_pending(plan: Plan, *, single_transaction: bool = False) -> None:
@@ -155,7 +186,10 @@ def locked_session(settings: Settings, log: Log) -> Iterator[tuple[db.Connection
 
 def migrate(settings: Settings, log: Log, state: RunState, run_id: str) -> RunState:
     """Apply pending migrations under the advisory lock. Nothing is written before validation passes."""
+
     migrations = load_files(settings)
+    check_sum_file(settings, migrations)  # production: the files must be the ones CI checked (before connecting)
+    hooks = load_callbacks(settings, log)
     if settings.dry_run:
         return dry_run(settings, log, migrations, sys.stdout, state)
     table = table_of(settings)
@@ -179,25 +213,60 @@ def migrate(settings: Settings, log: Log, state: RunState, run_id: str) -> RunSt
             # validating, so an unconfirmed production run changes nothing.
             upgrade_checksums(conn, table, plan, log)
         if settings.schema_file is not None and not settings.is_production:
+            from job import snapshot
+
             snapshot.check_schema_file(settings.schema_file, settings)
             snapshot.check_pg_dump(settings, conn)  # fails (exit 2) before anything changes
-        if not plan.pending and setup is None:
+        every_run = bool(hooks.of("beforeMigrate") or hooks.of("afterMigrate"))
+        if not plan.pending and setup is None and not every_run:
             write_schema_snapshot(settings, log, conn, table)  # a missing or stale snapshot gets written
             return state
+        if plan.pending or every_run:
+            what = "apply migrations" if plan.pending else "run the beforeMigrate/afterMigrate callbacks"
+            guard.confirm(settings, what, database=conn.info.dbname, interactive=settings.interactive)
         if plan.pending:
-            guard.confirm(settings, "apply migrations", database=conn.info.dbname, interactive=settings.interactive)
             back_up(settings, log, conn, state, plan.pending[-1].key, run_id)
         history.ensure(conn, table)  # the history and audit tables (an older version may lack the audit one)
         if setup is not None:
             applied = setup()
-        runner = make_runner(conn, lock, settings, log, run_id, applied)
+        runner = make_runner(conn, lock, settings, log, run_id, applied, hooks)
         runner.applied = state.applied
-        if settings.single_transaction:
-            runner.apply_single_tx(plan.pending)
-        else:
-            runner.apply_all(plan.pending)
+        try:
+            runner.run_callbacks("beforeMigrate")
+            if settings.single_transaction:
+                runner.apply_single_tx(plan.pending)
+            else:
+                runner.apply_all(plan.pending)
+            runner.run_callbacks("afterMigrate")
+        except (MigrationFailed, CallbackFailed, SourceError) as exc:
+            after_error(runner, log, exc)
+            raise
         write_schema_snapshot(settings, log, conn, table)
     return state
+
+
+def load_callbacks(settings: Settings, log: Log) -> Callbacks:
+    """The migrations folder's callbacks (job.callbacks); Flyway events migrate-job does not run are named."""
+    from job import callbacks
+
+    hooks = callbacks.load(settings.dir, placeholders_of(settings))
+    if hooks.ignored:
+        log.warning(
+            "callback.ignored",
+            files=[str(p) for p in hooks.ignored],
+            reason=f"migrate-job runs only the {', '.join(callbacks.EVENTS)} callbacks",
+        )
+    return hooks
+
+
+def after_error(runner: Runner, log: Log, error: Exception) -> None:
+    """The afterMigrateError callbacks after a failed run; their own failure is logged, never replaces `error`."""
+    if not runner.callbacks or not runner.callbacks.of("afterMigrateError"):
+        return
+    try:
+        runner.run_callbacks("afterMigrateError")
+    except (JobError, psycopg.Error) as exc:
+        log.error("callback.failed", callback="afterMigrateError", error=str(exc), after=type(error).__name__)
 
 
 def back_up(settings: Settings, log: Log, conn: db.Connection, state: RunState, version: str, run_id: str) -> None:
@@ -224,6 +293,8 @@ def write_schema_snapshot(settings: Settings, log: Log, conn: db.Connection, tab
     if settings.is_production:
         log.info("schema.snapshot_skipped", reason="production", file=str(settings.schema_file))
         return
+    from job import snapshot
+
     text = snapshot.snapshot(settings, conn, table)
     changed = snapshot.write_snapshot(settings.schema_file, text)
     log.info(
@@ -236,6 +307,8 @@ def write_schema_snapshot(settings: Settings, log: Log, conn: db.Connection, tab
 def schema_diff(settings: Settings, log: Log, out: TextIO, fmt: str = "text", details: bool = False) -> Any:
     """Compare the live schema with the snapshot: exit 4 on drift (someone changed the database by hand)."""
     import json
+
+    from job import snapshot
 
     path = settings.schema_file
     if path is None:
@@ -290,10 +363,13 @@ def prepare_history(
     bring it back). Every command that writes history goes through here, so the first command run on a
     database — migrate, rollback, reset, refresh, baseline, repair — adopts first.
     """
+
     table = table_of(settings)
     applied = history.load(conn, table)
     if applied:
         return applied, None
+    from job import baseline
+
     if settings.adopt and not history.ever_written(conn, table):
         setup = _adoption(conn, settings, log, migrations, run_id)
         if setup is not None:
@@ -322,6 +398,8 @@ def _adoption(
 ) -> tuple[list[Any], Callable[[], list[Any]]] | None:
     """The rows adopting another tool's tracking table would record, and the action writing them (with an
     `adopted` audit event naming the table, in the same transaction); None when there is no such table."""
+    from job import adopt
+
     table = table_of(settings)
     tenant = settings.tenant_schema
     legacy = adopt.find_one(
@@ -438,6 +516,7 @@ def _print_rollback(chosen: list[Migration], out: TextIO) -> None:
 
 def refresh(settings: Settings, log: Log, state: RunState, run_id: str) -> RunState:
     """Roll back everything, then migrate again."""
+    check_sum_file(settings, load_files(settings))  # before the reset, not only before the re-apply
     rollback(settings, log, state, run_id, everything=True, action="refresh (reset and re-apply)")
     if settings.dry_run:
         return state
@@ -450,6 +529,8 @@ def baseline_cmd(
     settings: Settings, log: Log, run_id: str, version: str, out: TextIO, state: RunState | None = None
 ) -> list[str]:
     """Record every migration <= version as applied without running it."""
+    from job import baseline
+
     try:
         upto = source.parse_version(version, settings.order)
     except ValueError:
@@ -521,6 +602,8 @@ class SchemaLoad:
 
 def planned_history(settings: Settings, log: Log, migrations: list[Migration]) -> tuple[list[Any], SchemaLoad | None]:
     """The history `migrate` would plan with (read-only, no lock), and the schema file it would load first."""
+    from job import baseline
+
     conn = db.connect(settings, log, purpose="status")
     try:
         rows, setup = prepare_history(conn, settings, log, migrations, run_id="")
@@ -567,11 +650,15 @@ def dry_run(
         log.info("schema.would_load", file=str(load.file), baselined=load.versions, dry_run=True)
     if not plan.pending:
         out.write("-- nothing to apply: the database is up to date\n")
+    hooks = load_callbacks(settings, log)
+    for event in ("beforeMigrate", "beforeEachMigrate", "afterEachMigrate", "afterMigrate", "afterMigrateError"):
+        for cb in hooks.of(event):
+            out.write(f"-- callback {event}: {cb.path}\n")
     check = lock_check_sql(lock_key(settings.history_schema, settings.history_table))
     for m in plan.pending:
         mode = "transactional" if m.transactional else f"non-transactional: {m.non_transactional_reason}"
         out.write(f"-- {m.key} {m.name} ({m.path}) {mode}\n")
-        out.write(preview(m, settings, table_of(settings), check) + "\n")
+        out.write(redact_text(preview(m, settings, table_of(settings), check), secrets_known()) + "\n")
     log.info("plan", pending=[m.key for m in plan.pending], dry_run=True)
     return state
 
@@ -612,6 +699,7 @@ def status(settings: Settings, log: Log, out: TextIO, fmt: str = "table", show_a
 def validate(settings: Settings, log: Log, out: TextIO) -> Plan:
     """Check files and history; raise ValidationFailed listing every problem."""
     migrations = load_files(settings)
+    load_callbacks(settings, log)  # a callback that does not parse is exit 4 too
     plan = build_plan(
         migrations, read_history(settings, log, migrations), allow_out_of_order=settings.allow_out_of_order
     )
@@ -656,8 +744,10 @@ def create(
             setting="MIGRATE_FILENAME_PATTERN",
         )
     directory = settings.dir
-    migrations = load_files(settings) if directory.is_dir() else []
-    families = {m.layout for m in migrations} or ({settings.format} if settings.format != "auto" else set())
+    migrations = load_files(settings, offline=True) if directory.is_dir() else []
+    families = {m.layout for m in migrations if not m.repeatable} or (
+        {settings.format} if settings.format != "auto" else set()
+    )
     at = now or datetime.now(UTC)
     try:
         conv = scaffold.with_options(
@@ -680,7 +770,13 @@ def create(
 
 
 def make_runner(
-    conn: db.Connection, lock: AdvisoryLock, settings: Settings, log: Log, run_id: str, applied: list[Any]
+    conn: db.Connection,
+    lock: AdvisoryLock,
+    settings: Settings,
+    log: Log,
+    run_id: str,
+    applied: list[Any],
+    hooks: Callbacks | None = None,
 ) -> Runner:
     return Runner(
         conn,
@@ -691,6 +787,7 @@ def make_runner(
         history.next_batch(applied),
         lock_check_sql=lock.check_sql,
         blockers=lock.blockers_of,
+        callbacks=hooks,
     )
 
 
@@ -976,3 +1073,212 @@ def fleet(
         error.exit_code = ExitCode(code)
         raise error
     return report
+
+
+# ---------------------------------------------------------------------------- CI without a database
+
+
+def sum_path(settings: Settings) -> Path:
+    """The folder's integrity file, `<MIGRATE_DIR>/migrate-job.sum`."""
+    from job.integrity import SUM_FILE
+
+    return settings.dir / SUM_FILE
+
+
+def hash_files(settings: Settings, log: Log, out: TextIO) -> Path:
+    """`hash`: write `<dir>/migrate-job.sum` (every migration file's checksum, and a total); `--dry-run` prints it."""
+    from job import integrity, snapshot
+
+    items = integrity.entries(settings.dir, load_files(settings, offline=True))
+    text = integrity.render(items)
+    path = sum_path(settings)
+    if settings.dry_run:
+        out.write(text)
+        return path
+    try:
+        changed = snapshot.write_snapshot(path, text)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot write the sum file: {exc.strerror or exc}", file=str(path)) from None
+    note = "" if changed else " (unchanged)"
+    out.write(f"{path}: {len(items)} file(s), total sha256:{integrity.total(items)}{note}\n")
+    log.info("sum.written" if changed else "sum.unchanged", file=str(path), files=len(items))
+    return path
+
+
+def _problem(exc: SourceError) -> Problem:
+    return Problem(exc.message, exc.fields.get("file"), exc.fields.get("line"), exc.fields.get("column"))
+
+
+def sum_problems(settings: Settings, migrations: list[Migration]) -> tuple[list[Problem], str | None]:
+    """The folder against its sum file: one problem per change (or a missing/unreadable sum file), and the
+    one-line summary naming the changed files when there are changes."""
+    from job import integrity
+
+    path = sum_path(settings)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        message = f"{path} not found: run `migrate-job hash` and commit it, so CI can check the migrations"
+        return [integrity.Problem(message, str(path))], None
+    except (OSError, UnicodeError) as exc:
+        return [integrity.Problem(f"{path}: cannot read the sum file: {exc}", str(path))], None
+    try:
+        recorded = integrity.parse(path, text)
+    except SourceError as exc:
+        return [_problem(exc)], None
+    changes = integrity.compare(settings.dir, path, recorded, integrity.entries(settings.dir, migrations))
+    problems = [
+        integrity.Problem(
+            c.message, str(settings.dir / c.path) if c.kind in ("added", "edited") and c.path else str(path)
+        )
+        for c in changes
+    ]
+    return problems, integrity.summary(path, changes) if changes else None
+
+
+def check_sum_file(settings: Settings, migrations: list[Migration]) -> None:
+    """On production, when the folder has a migrate-job.sum, it must match (exit 4, before connecting): the files
+    deployed are the ones CI checked. Elsewhere a developer's migrate needs no `hash` after each edit."""
+    if not settings.is_production or not sum_path(settings).exists():
+        return
+    problems, summary = sum_problems(settings, migrations)
+    if problems:
+        raise ValidationFailed(
+            summary or problems[0].message,
+            problems=[p.message for p in problems],
+            count=len(problems),
+            file=problems[0].file,
+            line=problems[0].line,
+        )
+
+
+def parse_problems(migrations: list[Migration]) -> list[Problem]:
+    """Every up and down section checked as the runner would before running it (syntax errors with file:line),
+    and no migration that `create` wrote and nobody filled in."""
+    found: list[Problem] = []
+    for m in migrations:
+        checks: list[Callable[[], object]] = [partial(statements_for, m), partial(refuse_template, m)]
+        if m.down is not None:
+            checks.append(partial(_check_down, m, m.down))
+        for check in checks:
+            try:
+                check()
+            except SourceError as exc:
+                found.append(_problem(exc))
+    return found
+
+
+def _check_down(m: Migration, down: source.Section) -> None:
+    statements_for(m, down, transactional=section_transactional(m, down))
+
+
+def lint_problems(settings: Settings, migrations: list[Migration]) -> tuple[list[Problem], list[Problem]]:
+    """Lint findings (errors, warnings) of every migration above MIGRATE_LINT_SINCE (default: every one);
+    syntax errors are left to `parse_problems`."""
+    from job import lint as lint_mod
+
+    since = None
+    if settings.lint_since is not None:
+        try:
+            since = source.parse_version(settings.lint_since, settings.order)
+        except ValueError:
+            raise ConfigError(
+                f"invalid setting MIGRATE_LINT_SINCE (--lint-since): {settings.lint_since!r} is not a version",
+                setting="MIGRATE_LINT_SINCE",
+            ) from None
+    selected = {m.path.resolve() for m in migrations if since is None or m.version is None or m.version > since}
+    findings = [
+        f for f in lint_mod.lint_migrations(migrations) if f.rule != "MJ000" and Path(f.file).resolve() in selected
+    ]
+    as_problem = [
+        (
+            f.severity,
+            Problem(f"{f.file}:{f.line}:{f.column}: {f.rule} {f.message} (hint: {f.hint})", f.file, f.line, f.column),
+        )
+        for f in findings
+    ]
+    return [p for s, p in as_problem if s == "error"], [p for s, p in as_problem if s != "error"]
+
+
+def validate_offline(settings: Settings, log: Log, out: TextIO) -> list[Migration]:
+    """`validate --offline`: the sum file, every file's SQL (up and down) and the lint, without a database.
+
+    Never connects (no DATABASE_URL needed). Raises ValidationFailed (exit 4) listing every problem.
+    """
+    try:
+        migrations = load_files(settings, offline=True)
+    except SourceError as exc:
+        migrations, problems, summary = [], [_problem(exc)], None
+    else:
+        problems, summary = sum_problems(settings, migrations)
+    about_sum = len(problems) if summary else 1
+    problems += parse_problems(migrations)
+    errors, warnings = lint_problems(settings, migrations)
+    problems += errors
+    _print_offline(settings, out, problems, warnings)
+    log.info("validate.offline", files=len(migrations), problems=len(problems), warnings=len(warnings))
+    if problems:
+        more = len(problems) - about_sum
+        raise ValidationFailed(
+            f"validate --offline: {summary or problems[0].message}"
+            + (f" (and {more} more problem(s))" if more else ""),
+            problems=[p.message for p in problems],
+            count=len(problems),
+            file=problems[0].file,
+            line=problems[0].line,
+        )
+    out.write(
+        f"ok: {len(migrations)} migration(s) match {sum_path(settings)}, parse, and have no lint error"
+        f" ({len(warnings)} warning(s))\n"
+    )
+    return migrations
+
+
+def _print_offline(settings: Settings, out: TextIO, problems: list[Problem], warnings: list[Problem]) -> None:
+    """`problem:` / `warning:` lines; in GitHub Actions also one annotation each and the step summary."""
+    from job.report import append_file, github_annotation, github_problems_summary, redact_text
+
+    secrets = settings.secrets()
+    for label, items in (("problem", problems), ("warning", warnings)):
+        out.write("".join(f"{label}: {redact_text(p.message, secrets)}\n" for p in items))
+    if not settings.github_actions:
+        return
+    for level, items in (("error", problems), ("warning", warnings)):
+        for p in items:
+            out.write(github_annotation(redact_text(p.message, secrets), p.file, p.line, p.column, level=level) + "\n")
+    if settings.github_step_summary:
+        text = github_problems_summary(
+            "validate --offline",
+            int(ValidationFailed.exit_code) if problems else 0,
+            [redact_text(p.message, secrets) for p in problems],
+            [redact_text(w.message, secrets) for w in warnings],
+        )
+        append_file(settings.github_step_summary, text)
+
+
+def dump(settings: Settings, log: Log, out: TextIO) -> str:
+    """`dump`: the normalised schema snapshot now, to `--file` / MIGRATE_SCHEMA_FILE, or stdout (`-` or neither).
+    Only reads the database (production and replicas too); a missing or too old pg_dump exits 2."""
+    from job import snapshot
+
+    path = settings.schema_file
+    to_file = path is not None and str(path) != "-"
+    if path is not None and to_file:
+        snapshot.check_schema_file(path, settings)
+    conn = db.connect(settings, log, purpose="dump")
+    try:
+        text = snapshot.snapshot(settings, conn, table_of(settings))
+    finally:
+        conn.close()
+    count = len(snapshot.objects(text))
+    if path is None or not to_file:
+        out.write(text)
+        log.info("schema.dumped", file="-", objects=count)
+        return text
+    try:
+        changed = snapshot.write_snapshot(path, text)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot write the schema snapshot: {exc.strerror or exc}", file=str(path)) from None
+    out.write(f"{path}: {count} object(s){'' if changed else ' (unchanged)'}\n")
+    log.info("schema.dumped", file=str(path), objects=count, changed=changed)
+    return text

@@ -141,6 +141,8 @@ class Settings(BaseSettings):
     github_actions: bool = Field(False, validation_alias=AliasChoices("GITHUB_ACTIONS"))
     github_step_summary: Path | None = Field(None, validation_alias=AliasChoices("GITHUB_STEP_SUMMARY"))
     lint_gate: Literal["off", "error"] = Field("off", validation_alias=AliasChoices("MIGRATE_LINT_GATE"))
+    # validate --offline lints only the migrations above this version (older ones are applied and frozen).
+    lint_since: str | None = Field(None, validation_alias=AliasChoices("MIGRATE_LINT_SINCE"))
     confirm_production: bool = Field(
         False, validation_alias=AliasChoices("MIGRATE_CONFIRM_PRODUCTION", "MIGRATE_CONFIRM")
     )
@@ -157,6 +159,11 @@ class Settings(BaseSettings):
     single_transaction: bool = Field(False, validation_alias=AliasChoices("MIGRATE_SINGLE_TRANSACTION"))
     pipeline: bool = Field(True, validation_alias=AliasChoices("MIGRATE_PIPELINE"))
     tenant_schema: str | None = Field(None, validation_alias=AliasChoices("MIGRATE_TENANT_SCHEMA"))
+    # Flyway-style ${name} placeholders: [placeholders] in the config file and MIGRATE_PLACEHOLDER_<NAME>.
+    placeholders: dict[str, str] = Field(default_factory=dict, validation_alias=AliasChoices("MIGRATE_PLACEHOLDERS"))
+    placeholder_replacement: Literal["auto", "on", "off"] = Field(
+        "auto", validation_alias=AliasChoices("MIGRATE_PLACEHOLDER_REPLACEMENT")
+    )
 
     # Fleets (`migrate-job fleet …`): many targets in one run.
     fleet_targets: Path | None = Field(None, validation_alias=AliasChoices("MIGRATE_FLEET_TARGETS"))
@@ -195,6 +202,13 @@ class Settings(BaseSettings):
     def _pattern(cls, value: str | None) -> str | None:
         if value is not None:
             compile_filename_pattern(value)
+        return value
+
+    @field_validator("placeholders", mode="before")
+    @classmethod
+    def _placeholder_values(cls, value: Any) -> Any:
+        if isinstance(value, dict):  # names are case-insensitive (as Flyway's); values are text
+            return {str(k).lower(): v if isinstance(v, str) else str(v) for k, v in value.items()}
         return value
 
     @field_validator("tenant_schema")
@@ -296,6 +310,7 @@ class Settings(BaseSettings):
     def secrets(self) -> list[str]:
         """Secret strings that must never be printed (used by the log redactor)."""
         found = [p for p in (password_of(self.database_url), password_of(self.fleet_catalog_url)) if p]
+        found += [v for k, v in self.placeholders.items() if _SECRET_NAME.search(k) and v]
         pgpassword = os.environ.get("PGPASSWORD")
         if pgpassword:
             found.append(pgpassword)
@@ -406,6 +421,23 @@ FLAGS = {
 }
 
 
+_PLACEHOLDER_ENV = "MIGRATE_PLACEHOLDER_"
+_SECRET_NAME = re.compile(r"password|passwd|secret|token|credential|private|api_?key", re.IGNORECASE)
+
+
+def _placeholders_from_env() -> dict[str, str]:
+    """MIGRATE_PLACEHOLDER_<NAME>=value (Flyway's FLYWAY_PLACEHOLDERS_<NAME>): name lower-cased."""
+    return {
+        key[len(_PLACEHOLDER_ENV) :].lower(): value
+        for key, value in os.environ.items()
+        if key.upper().startswith(_PLACEHOLDER_ENV) and key.upper() != "MIGRATE_PLACEHOLDER_REPLACEMENT"
+    }
+
+
+def _lower(values: Any) -> dict[str, str]:
+    return {str(k).lower(): str(v) for k, v in values.items()} if isinstance(values, dict) else {}
+
+
 def env_value(name: str) -> str | None:
     """The value of the environment variable `name` (for settings that name another variable, e.g. a fleet
     target's `url_env`); None when unset or empty."""
@@ -475,6 +507,7 @@ def load_settings(**overrides: Any) -> Settings:
     """
     given = {k: v for k, v in overrides.items() if v is not None}
     given.setdefault("libpq_env", any(os.environ.get(k) for k in LIBPQ_ENV))
+    from_env = _placeholders_from_env()
     file_values, file_origin, cfg, file_env = _file_values(given)
     _FILE_VALUES.clear()
     _FILE_VALUES.update(file_values)
@@ -505,6 +538,9 @@ def load_settings(**overrides: Any) -> Settings:
         )
     if not settings.applied_by:
         settings = settings.model_copy(update={"applied_by": _default_applied_by()})
+    merged = {**_lower(file_values.get("placeholders")), **settings.placeholders, **from_env}
+    if merged != settings.placeholders:
+        settings = settings.model_copy(update={"placeholders": merged})  # env over file, key by key
     if settings.tenant_schema and "history_schema" not in settings.model_fields_set:
         settings = settings.model_copy(update={"history_schema": settings.tenant_schema})  # the tenant's own history
     _ORIGINS.clear()

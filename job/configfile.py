@@ -111,5 +111,7 @@ def values_for(cfg: ConfigFile, env: str, *, strict_env: bool) -> tuple[dict[str
     for key, value in cfg.shared.items():
         merged[key], origin[key] = value, cfg.where(None)
     for key, value in cfg.envs.get(env, {}).items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):  # [placeholders]: the env's add to shared
+            value = {**merged[key], **value}
         merged[key], origin[key] = value, cfg.where(env)
     return merged, origin

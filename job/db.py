@@ -196,12 +196,20 @@ def connect_once(settings: Settings, *, purpose: str, timeout: float = 10.0) -> 
 
 def _open(params: dict[str, Any], settings: Settings, *, purpose: str, timeout: float) -> Connection:
     cancel.check()
+    own = dict(params)
+    # The job names its sessions (MIGRATE_APPLICATION_NAME) and bounds each attempt by what is left of
+    # MIGRATE_CONNECT_TIMEOUT; a URL's own connect_timeout, if shorter, still applies.
+    own.pop("application_name", None)
+    url_timeout = own.pop("connect_timeout", None)
+    attempt = max(1, min(int(timeout), 30))
+    if url_timeout is not None and str(url_timeout).strip().isdigit() and int(url_timeout) > 0:
+        attempt = min(attempt, int(url_timeout))
     conn = _JobConnection.connect(
         "",
         autocommit=True,
         application_name=f"{settings.application_name}:{purpose}",
-        connect_timeout=max(1, min(int(timeout), 30)),
-        **params,
+        connect_timeout=attempt,
+        **own,
     )
     cancel.register(conn)
     return conn

@@ -23,6 +23,7 @@ class ExitCode(IntEnum):
     PRODUCTION_REFUSED = 7
     TARGETS_FAILED = 8
     READ_ONLY = 9
+    CALLBACK_FAILED = 10
     SIGINT = 130
     SIGTERM = 143
 
@@ -33,12 +34,13 @@ exit codes:
   1    a migration failed (its transaction was rolled back; earlier ones stay applied);
        also an unexpected database error outside a migration
   2    usage or configuration error (also: the history table has another shape, or the role
-       lacks a privilege on it: the message names the GRANT)
+       lacks a privilege on it: the message names the GRANT; diff/dump: no pg_dump as new as the server)
   3    the advisory lock was not acquired in time (another runner holds it)
   4    validation failed (bad migration files, a created migration still empty, edited/removed
        applied files, failed entries, out-of-order versions); nothing was applied.
        rollback --name: no or several migrations match. wait-for-version: version not reached
-       in time. lint: an error-level finding. diff: the live schema differs from MIGRATE_SCHEMA_FILE
+       in time. lint: an error-level finding. diff: the live schema differs from MIGRATE_SCHEMA_FILE.
+       validate --offline (and migrate on production): files differ from migrate-job.sum
   5    database unreachable (retried for MIGRATE_CONNECT_TIMEOUT), a connection that can never
        succeed (password, pg_hba.conf, role, a bad option, TLS the server lacks: not retried),
        the connection was lost, or the server failed the job's own statement (resources, timeout)
@@ -47,6 +49,7 @@ exit codes:
   8    fleet: some targets failed (the report names each one and why); the others succeeded
   9    the target is read-only (a hot standby / replica, or default_transaction_read_only=on):
        point the job at the writer (primary) endpoint
+  10   a callback failed (beforeMigrate, afterMigrate, ...; see the message for what was applied)
   130  interrupted by SIGINT      143  terminated by SIGTERM"""
 
 
@@ -143,6 +146,14 @@ class TargetsFailed(JobError):
 
     exit_code = ExitCode.TARGETS_FAILED
     event = "fleet.failed"
+
+
+class CallbackFailed(JobError):
+    """A callback's SQL failed (exit 10). beforeMigrate: nothing applied; each-migrate: that migration rolled
+    back, earlier ones applied; afterMigrate: every migration applied, the callback's work rolled back."""
+
+    exit_code = ExitCode.CALLBACK_FAILED
+    event = "callback.failed"
 
 
 class MigrationFailed(JobError):

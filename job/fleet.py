@@ -23,7 +23,6 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,12 +132,12 @@ def schedule(
     failures; a SIGTERM/SIGINT (Interrupted, in this thread) cancels every running target."""
     results: dict[str, TargetResult] = {}  # written by the workers themselves: a signal cannot lose one
     scopes: dict[str, cancel.Scope] = {}
+    threads: list[threading.Thread] = []
     finished: queue.SimpleQueue[str] = queue.SimpleQueue()
     waves = [list(targets[:canary]), list(targets[canary:])] if 0 < canary < len(targets) else [list(targets)]
     failures = 0
     stopped: str | None = None
     signum: int | None = None
-    pool = ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix="target")
 
     def worker(target: Target, scope: cancel.Scope) -> None:
         try:
@@ -156,8 +155,12 @@ def schedule(
                 while waiting and stopped is None and in_flight < parallel:
                     target = waiting.pop(0)
                     scopes[target.id] = cancel.Scope()
+                    thread = threading.Thread(
+                        target=worker, args=(target, scopes[target.id]), name=f"target-{target.id}", daemon=True
+                    )
+                    threads.append(thread)  # before start: a signal during start() still joins it
                     in_flight += 1
-                    pool.submit(worker, target, scopes[target.id])
+                    thread.start()
                 done = finished.get()
                 in_flight -= 1
                 if results[done].exit_code:
@@ -174,7 +177,14 @@ def schedule(
         for scope in scopes.values():  # each cancelled target rolls back, records and unlocks, then returns
             scope.cancel(exc.signum)
     finally:
-        pool.shutdown(wait=True)
+        for thread in threads:
+            while thread.ident is not None and thread.is_alive():  # started (a signal may come between the two)
+                try:
+                    thread.join()
+                except Interrupted as exc:  # the signal arrived while waiting for the last ones: cancel them
+                    signum = signum or exc.signum
+                    for scope in scopes.values():
+                        scope.cancel(exc.signum)
     report = [results.get(t.id) or TargetResult(t.id, NOT_STARTED, error=stopped) for t in targets]
     return FleetReport("", report, signum=signum, stopped=stopped)
 

@@ -264,6 +264,12 @@ def _named(applied: list[Applied], by_key: dict[str, Migration], name: str) -> l
         if wanted in names or (as_version is not None and a.parsed_version == as_version):
             matches.append(a)
     if not matches:
+        repeatable = next((m for m in by_key.values() if m.repeatable and wanted in names_of(m)), None)
+        if repeatable is not None:
+            raise ValidationFailed(
+                f"rollback --name {name}: {repeatable.path} is a repeatable migration: it has no down and is never "
+                "rolled back (reset forgets its row; edit the file to re-apply it)"
+            )
         raise ValidationFailed(f"rollback --name {name}: no applied migration has that name, file name or version")
     if len(matches) > 1:
         listing = ", ".join(

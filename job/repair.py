@@ -30,8 +30,6 @@ from job.report import Log
 from job.source import Migration
 from job.sqlscan import IndexTarget, index_target
 
-MODES = ("resume", "restart", "mark-applied", "forget")
-
 _INVALID_BY_NAME = """
 SELECT i.indexrelid::regclass::text FROM pg_index i
 WHERE NOT i.indisvalid AND i.indexrelid = to_regclass(%s)

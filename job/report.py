@@ -202,8 +202,10 @@ def _escape_data(value: str) -> str:
     return value.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
 
 
-def github_annotation(message: str, file: str | None = None, line: int | None = None, col: int | None = None) -> str:
-    """A GitHub Actions workflow command: `::error file=…,line=…::message`."""
+def github_annotation(
+    message: str, file: str | None = None, line: int | None = None, col: int | None = None, *, level: str = "error"
+) -> str:
+    """A GitHub Actions workflow command: `::error file=…,line=…::message` (`level`: error, warning, notice)."""
     props = []
     if file:
         props.append(f"file={_escape_property(file)}")
@@ -211,8 +213,21 @@ def github_annotation(message: str, file: str | None = None, line: int | None = 
         props.append(f"line={line}")
     if col:
         props.append(f"col={col}")
-    head = "::error " + ",".join(props) if props else "::error"
+    head = f"::{level} " + ",".join(props) if props else f"::{level}"
     return f"{head}::{_escape_data(message)}"
+
+
+def github_problems_summary(command: str, code: int, problems: Sequence[str], warnings: Sequence[str]) -> str:
+    """A Markdown step summary of a check that changes nothing (`validate --offline`): its problems and warnings."""
+    icon = "✅" if code == 0 else "❌"
+    lines = [f"### {icon} migrate-job {command}: exit {code}", ""]
+    if problems:
+        lines += [f"{len(problems)} problem(s):", "", *(f"- {_md(p)}" for p in problems), ""]
+    if warnings:
+        lines += [f"{len(warnings)} warning(s):", "", *(f"- {_md(w)}" for w in warnings), ""]
+    if not problems and not warnings:
+        lines.append("No problems.")
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 def append_file(path: Path, text: str) -> None:

@@ -27,7 +27,6 @@ from pathlib import Path
 
 from job.source import Migration, Section
 
-STYLES = ("markers", "dbmate", "rollback", "updown", "flyway")
 VERSION_STYLES = ("sequential", "timestamp")
 DEFAULT_TIME_FORMAT = "%Y%m%d%H%M%S"
 UNIX = "unix"  # a timestamp in Unix seconds (golang-migrate's `migrate create` default)

@@ -52,19 +52,24 @@ class Block:
     statement_ms: int
     history_sql: str  # INSERT … RETURNING execution_ms (apply) or DELETE (rollback)
     settings: tuple[str, ...] = ()  # this migration's own SET LOCALs, e.g. "application_name = '…:migrate 7'"
+    # Callbacks around the migration's SQL, in its transaction: (what it is, e.g. a Callback, its statements).
+    before: Sequence[tuple[object, Sequence[Statement]]] = ()
+    after: Sequence[tuple[object, Sequence[Statement]]] = ()
 
 
 @dataclass(frozen=True)
 class Piece:
     """One statement of a script.
 
-    role: `job` (our own), `sql` (the migration's), `check` (lock check), `history`, `commit`.
+    role: `job` (our own), `sql` (the migration's), `callback` (a callback's, see `origin`), `check` (lock
+    check), `history`, `commit`.
     """
 
     offset: int
     role: str
     mig: int
     stmt: Statement | None = None
+    origin: object = None  # for `callback` pieces: the callback the statement belongs to
 
 
 @dataclass(frozen=True)
@@ -86,9 +91,11 @@ class Script:
         return (piece.mig,)
 
     def within(self, index: int) -> int:
-        """0-based index, among its migration's own statements, of the statement at piece `index`."""
-        mig = self.pieces[index].mig
-        return sum(1 for p in self.pieces[:index] if p.mig == mig and p.role == "sql")
+        """0-based index, among its migration's (or its callback's) statements, of the statement at piece `index`."""
+        piece = self.pieces[index]
+        return sum(
+            1 for p in self.pieces[:index] if p.mig == piece.mig and p.role == piece.role and p.origin is piece.origin
+        )
 
     def locate(self, position: int) -> int | None:
         """The piece holding a server error position (1-based character offset into the text)."""
@@ -124,8 +131,8 @@ class _Builder:
         self.length = 0
         self.pieces: list[Piece] = []
 
-    def add(self, text: str, role: str, mig: int, stmt: Statement | None = None) -> None:
-        self.pieces.append(Piece(self.length, role, mig, stmt))
+    def add(self, text: str, role: str, mig: int, stmt: Statement | None = None, origin: object = None) -> None:
+        self.pieces.append(Piece(self.length, role, mig, stmt, origin))
         line = (stmt.terminated if stmt is not None else text + ";") + "\n"
         self.parts.append(line)
         self.length += len(line)
@@ -166,14 +173,43 @@ def build(blocks: Sequence[Block], session: Session, *, single_transaction: bool
             b.add("", "sql", mig, stmts.pop(0))  # the file's BEGIN ISOLATION LEVEL …: before any query
         _prelude(b, block, session, mig)
         b.add(MARK_START, "job", mig)
+        for origin, callback_stmts in block.before:
+            for st in callback_stmts:
+                b.add("", "callback", mig, st, origin)
         for st in stmts:
             b.add("", "sql", mig, st)
+        for origin, callback_stmts in block.after:
+            for st in callback_stmts:
+                b.add("", "callback", mig, st, origin)
         _tail(b, block, session, mig)
         if not single_transaction:
             b.add("COMMIT", "commit", mig)
     if single_transaction:
         b.add("COMMIT", "commit", max(0, len(blocks) - 1))
     return Script("".join(b.parts).rstrip("\n"), tuple(b.pieces), single_transaction)
+
+
+def callback_script(
+    stmts: Sequence[Statement],
+    origin: object,
+    session: Session,
+    lock_ms: int,
+    statement_ms: int,
+    own: tuple[str, ...] = (),
+) -> Script:
+    """A transactional callback (beforeMigrate, afterMigrate, afterMigrateError) as one transaction."""
+    b = _Builder()
+    b.add("BEGIN", "job", 0)
+    for reset in SESSION_RESET:
+        b.add(reset, "job", 0)
+    b.add(f"SET LOCAL lock_timeout = {lock_ms}", "job", 0)
+    b.add(f"SET LOCAL statement_timeout = {statement_ms}", "job", 0)
+    for setting in (*session.settings, *own):
+        b.add(f"SET LOCAL {setting}", "job", 0)
+    for st in stmts:
+        b.add("", "callback", 0, st, origin)
+    b.add("COMMIT", "commit", 0)
+    return Script("".join(b.parts).rstrip("\n"), tuple(b.pieces))
 
 
 def session_sql(session: Session, lock_ms: int, statement_ms: int, own: tuple[str, ...] = ()) -> str:

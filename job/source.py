@@ -9,6 +9,10 @@ Layouts recognised (auto-detected; a folder mixing families is an error):
              and optional companion `NAME_rollback.sql` down files
   golang     1_name.up.sql + 1_name.down.sql (golang-migrate)
   flyway     V1__name.sql, V1.1__name.sql, V2_1__name.sql, U1__name.sql (undo), R__name.sql (repeatable)
+
+Repeatable migrations in every layout: `R__name.sql` beside the versioned files (it is no other family), and
+any `*.sql` in a `repeatable/` subfolder (named by its stem). Other subfolders (`callbacks/`) and Flyway-named
+callback files (CALLBACK_EVENTS) are not migrations.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import hashlib
 import os
 import re
 import stat
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property, total_ordering
 from pathlib import Path
@@ -29,6 +33,8 @@ from job.errors import ConfigError, SourceError
 from job.sqlscan import SqlSyntaxError, Statement, line_col, split
 
 SCHEMA_FILE_NAMES = ("schema.sql", "init.sql")
+# The subfolder whose every `*.sql` file is a repeatable migration named by its stem.
+REPEATABLE_DIR = "repeatable"
 _BOM = b"\xef\xbb\xbf"
 
 
@@ -97,9 +103,6 @@ class Version:
         return hash(self._cmp)
 
 
-ORDERS = ("numeric", "lexical")
-
-
 def parse_version(text: str, order: str = "numeric") -> Version:
     """A version as the history stores it: numeric (`1.10`) or, with MIGRATE_ORDER=lexical, the text itself."""
     return Version.lexical(text) if order == "lexical" else Version.parse(text)
@@ -113,6 +116,7 @@ class Directives:
     lock_timeout: str | None = None
     statement_timeout: str | None = None
     lint_disable: tuple[str, ...] = ()  # rule ids for job.lint to skip, e.g. lint_disable=MJ001,MJ007
+    placeholders: bool | None = None  # placeholders=on|off: ${name} replacement for this file
     # The line that set `transaction`, e.g. "-- +goose NO TRANSACTION" (for messages; not compared).
     transaction_source: str | None = field(default=None, compare=False)
 
@@ -240,8 +244,6 @@ _GOLANG = re.compile(r"^(?P<version>\d+)_(?P<name>.+)\.(?P<dir>up|down)\.sql$")
 _FLYWAY = re.compile(r"^(?P<prefix>[VUR])(?P<version>\d+(?:[._]\d+)*)?__(?P<name>.+)\.sql$")
 _ROLLBACK_SUFFIXES = ("_rollback", ".rollback")
 
-LAYOUTS = ("auto", "numbered", "golang", "flyway")
-
 
 @dataclass(frozen=True)
 class _Name:
@@ -337,6 +339,39 @@ def _classify_pattern(path: Path, regex: re.Pattern[str], order: str) -> _Name |
     return _Name("pattern", version, name, role)
 
 
+def _repeatable(filename: str) -> _Name | None:
+    """An `R__name.sql` file: a repeatable migration, in any layout."""
+    m = _FLYWAY.match(filename)
+    if m is None or m["prefix"] != "R" or m["version"]:
+        return None
+    return _Name("flyway", None, m["name"], "repeatable")
+
+
+def _in_repeatable_dir(path: Path) -> _Name:
+    """A file of the `repeatable/` subfolder: named by its stem (an `R__` prefix dropped, so a moved file keeps it)."""
+    stem = path.name[: -len(".sql")]
+    name = stem[3:] if stem.startswith("R__") and len(stem) > 3 else stem
+    return _Name(REPEATABLE_DIR, None, name, "repeatable")
+
+
+# Endings of a down/up file name of the numbered, golang and pattern layouts: on a repeatable, a mistake.
+_PAIR_SUFFIXES = (".up", ".down", *_ROLLBACK_SUFFIXES)
+
+
+def _check_repeatable_name(path: Path, n: _Name, family: str) -> None:
+    """Refuse a repeatable named like one half of an up/down pair (`R__views.down.sql`): it would run as an up."""
+    suffix = next((x for x in _PAIR_SUFFIXES if n.name.lower().endswith(x)), None)
+    if family == "flyway" or suffix is None:
+        return
+    stem = path.name[: -len(".sql")]
+    fix = f"rename it to {stem[: -len(suffix)]}.sql" if suffix == ".up" else "remove it"
+    raise SourceError(
+        f"{path}: a repeatable migration has no up/down pair or rollback file (it is re-applied when it changes "
+        f"and never rolled back); {fix}",
+        file=str(path),
+    )
+
+
 # ---------------------------------------------------------------------------- contents
 
 _MARKER = re.compile(
@@ -361,7 +396,7 @@ _POSTGRES_MIGRATIONS = re.compile(r"[ \t]*--[ \t]*postgres-migrations[ \t]+(?P<w
 _KNOWN_MARKERS = "`-- UP`/`-- DOWN`, `-- migrate:up`/`-- migrate:down`, `-- +goose Up`/`Down`, `-- +migrate Up`/`Down`"
 _COMMENT_LINE = re.compile(r"\n[ \t]*--")
 _DIRECTIVE = re.compile(r"^[ \t]*--[ \t]*migrate-job:[ \t]*(?P<body>[^\r\n]*)\r?$", re.IGNORECASE | re.MULTILINE)
-_DIRECTIVE_KEYS = {"transaction", "lock_timeout", "statement_timeout", "baseline", "lint_disable"}
+_DIRECTIVE_KEYS = {"transaction", "lock_timeout", "statement_timeout", "baseline", "lint_disable", "placeholders"}
 _BOOL = {"on": True, "true": True, "yes": True, "off": False, "false": False, "no": False}
 
 
@@ -416,13 +451,84 @@ def parse_directives(path: Path, text: str) -> Directives:
             transaction = _BOOL[raw]
         else:
             raise SourceError(f"{path}: directive transaction={raw!r}: use on, off or auto", file=str(path))
+    placeholders: bool | None = None
+    if "placeholders" in values:
+        raw_ph = values["placeholders"].lower()
+        if raw_ph not in _BOOL:
+            raise SourceError(f"{path}: directive placeholders={raw_ph!r}: use on or off", file=str(path))
+        placeholders = _BOOL[raw_ph]
     return Directives(
         transaction=transaction,
         lock_timeout=values.get("lock_timeout"),
         statement_timeout=values.get("statement_timeout"),
         lint_disable=tuple(r.strip().upper() for r in values.get("lint_disable", "").split(",") if r.strip()),
+        placeholders=placeholders,
         transaction_source=source if transaction is not None else None,
     )
+
+
+# ---------------------------------------------------------------------------- placeholders
+
+_PLACEHOLDER = re.compile(r"\$\{(?P<name>[A-Za-z0-9_.:-]+)\}")
+# Built-in placeholders (Flyway's names too, so a Flyway folder works unchanged): resolved per run and target.
+BUILTINS = {
+    "migrate-job:schema": "schema",
+    "migrate-job:database": "database",
+    "migrate-job:user": "user",
+    "migrate-job:table": "table",
+    "migrate-job:filename": "filename",
+    "flyway:defaultschema": "schema",
+    "flyway:database": "database",
+    "flyway:user": "user",
+    "flyway:table": "table",
+    "flyway:filename": "filename",
+}
+
+
+@dataclass(frozen=True)
+class Placeholders:
+    """Flyway-style `${name}` replacement: the defined values, the built-ins, and when it applies.
+
+    `mode`: `auto` replaces when any placeholder is defined, `on` always, `off` never; a file's
+    `-- migrate-job: placeholders=on|off` wins. The checksum is always of the file as written.
+    """
+
+    values: Mapping[str, str] = field(default_factory=dict)  # lower-case names
+    builtin: Callable[[str], str | None] | None = None  # "schema" | "database" | "user" | "table" -> value
+    mode: str = "auto"
+
+    def applies(self, directive: bool | None) -> bool:
+        if directive is not None:
+            return directive
+        return self.mode == "on" or (self.mode == "auto" and bool(self.values))
+
+
+def substitute(path: Path, text: str, ph: Placeholders) -> str:
+    """`text` with every `${name}` replaced; SourceError naming file:line for an undefined one."""
+    if "${" not in text:
+        return text
+
+    def value(m: re.Match[str]) -> str:
+        name = m["name"].lower()
+        if name in ph.values:
+            return ph.values[name]
+        kind = BUILTINS.get(name)
+        if kind == "filename":
+            return path.name
+        found = ph.builtin(kind) if kind is not None and ph.builtin is not None else None
+        if found is not None:
+            return found
+        line = text.count("\n", 0, m.start()) + 1
+        env = "MIGRATE_PLACEHOLDER_" + re.sub(r"[^A-Za-z0-9]", "_", m["name"]).upper()
+        raise SourceError(
+            f"{path}:{line}: undefined placeholder ${{{m['name']}}}: define it ([placeholders] in migrate.toml, "
+            f"or {env}), or turn replacement off for this file (-- migrate-job: placeholders=off)",
+            file=str(path),
+            line=line,
+            placeholder=m["name"],
+        )
+
+    return _PLACEHOLDER.sub(value, text)
 
 
 @dataclass
@@ -583,7 +689,7 @@ def _sql_files(directory: Path, exclude: Iterable[str]) -> list[Path]:
     with os.scandir(directory) as entries:  # DirEntry.is_file() needs no stat; sort names, not Paths
         for e in entries:
             lower = e.name.lower()
-            if not lower.endswith(".sql") or e.name.startswith(".") or lower in skip:
+            if not lower.endswith(".sql") or e.name.startswith(".") or lower in skip or is_callback(e.name):
                 continue
             try:
                 regular = e.is_file()  # follows symlinks: a dangling link, a loop, a directory, a FIFO ...
@@ -595,6 +701,59 @@ def _sql_files(directory: Path, exclude: Iterable[str]) -> list[Path]:
     return [directory / name for name in sorted(names)]
 
 
+# Flyway's callback events: files named `<event>.sql` or `<event>__<description>.sql` are callbacks, not
+# migrations (job/callbacks.py runs the migrate ones; the others are reported as not run).
+CALLBACK_EVENTS = (
+    "beforeMigrate",
+    "beforeRepeatables",
+    "beforeEachMigrate",
+    "beforeEachMigrateStatement",
+    "afterEachMigrateStatement",
+    "afterEachMigrateStatementError",
+    "afterEachMigrate",
+    "afterEachMigrateError",
+    "afterMigrate",
+    "afterMigrateApplied",
+    "afterVersioned",
+    "afterMigrateError",
+    "beforeUndo",
+    "beforeEachUndo",
+    "afterEachUndo",
+    "afterEachUndoError",
+    "afterUndo",
+    "afterUndoError",
+    "beforeClean",
+    "afterClean",
+    "afterCleanError",
+    "beforeInfo",
+    "afterInfo",
+    "afterInfoError",
+    "beforeValidate",
+    "afterValidate",
+    "afterValidateError",
+    "beforeBaseline",
+    "afterBaseline",
+    "afterBaselineError",
+    "beforeRepair",
+    "afterRepair",
+    "afterRepairError",
+    "createSchema",
+    "beforeConnect",
+    "afterConnect",
+)
+_CALLBACK_NAME = re.compile(r"^(?P<event>" + "|".join(CALLBACK_EVENTS) + r")(?:__(?P<description>.+))?\.sql$")
+
+
+def callback_event(filename: str) -> str | None:
+    """The callback event a file name stands for (`afterMigrate__grants.sql` → afterMigrate), or None."""
+    m = _CALLBACK_NAME.match(filename)
+    return m["event"] if m else None
+
+
+def is_callback(filename: str) -> bool:
+    return callback_event(filename) is not None
+
+
 def _not_a_file(path: Path) -> str:
     try:
         st = path.stat()
@@ -604,6 +763,11 @@ def _not_a_file(path: Path) -> str:
     if stat.S_ISDIR(st.st_mode):
         return "it is a directory"
     return "not a regular file"
+
+
+def decode_file(path: Path) -> str:
+    """A file's text (UTF-8, BOM dropped); SourceError naming it when it cannot be read or decoded."""
+    return _decode(path, _read_bytes(path))
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -620,18 +784,26 @@ def load(
     exclude: Iterable[str] = SCHEMA_FILE_NAMES,
     pattern: str | None = None,
     order: str = "numeric",
+    placeholders: Placeholders | None = None,
 ) -> list[Migration]:
     """Read every migration in `directory`, ordered by version (repeatables last, by name).
+
+    `placeholders`: `${name}` replacement in the files where it applies (see Placeholders).
+    Repeatables are `R__name.sql` files (in every layout) and the `*.sql` files of `directory/repeatable/`;
+    callback files (CALLBACK_EVENTS) and other subfolders are skipped.
 
     `pattern` (MIGRATE_FILENAME_PATTERN) replaces the built-in layouts: its `version`, `name` and
     `direction` groups are read from each file name. `order` (MIGRATE_ORDER) is `numeric` or `lexical`.
     Raises SourceError naming the file for an unparseable name, a duplicate version, a non-UTF-8 or
-    unreadable file, a mixed layout, or an orphan down file.
+    unreadable file, a mixed layout, an orphan down file, a repeatable defined twice or with a down section.
     """
-    files = _sql_files(directory, exclude)
-    named = _named(files, pattern, order)
-    if pattern is None:
-        _check_layout(directory, named, layout)
+    files = [p for p in _sql_files(directory, exclude) if not is_callback(p.name)]
+    named = _named(files, pattern, order) + _repeatable_dir(directory)
+    family = _check_layout(directory, named, layout) if pattern is None else "pattern"
+    for i, (path, n) in enumerate(named):
+        if n.role == "repeatable":
+            _check_repeatable_name(path, n, family)
+            named[i] = (path, replace(n, family=family))
 
     ups: dict[Version | str, tuple[Path, _Name]] = {}
     downs: dict[Version, Path] = {}
@@ -646,6 +818,13 @@ def load(
             downs[n.version] = path
             continue
         key: Version | str = n.version if n.version is not None else f"R__{n.name}"
+        if key in ups and n.role == "repeatable":
+            other = ups[key][0].relative_to(directory)
+            raise SourceError(
+                f"{path}: repeatable migration {n.name!r} is defined twice (also {other})",
+                file=str(path),
+                version=str(key),
+            )
         if key in ups:
             raise SourceError(
                 f"{path}: duplicate version {key} (also {ups[key][0].name})", file=str(path), version=str(key)
@@ -655,7 +834,7 @@ def load(
         if version not in ups:
             raise SourceError(f"{path}: down migration without an up migration for version {version}", file=str(path))
 
-    migrations = [_read(path, n, downs.get(n.version) if n.version else None) for path, n in ups.values()]
+    migrations = [_read(path, n, downs.get(n.version) if n.version else None, placeholders) for path, n in ups.values()]
     migrations.sort(key=lambda m: (m.version is None, m.version or Version((0,)), m.name))
     return migrations
 
@@ -673,7 +852,10 @@ def _named(files: list[Path], pattern: str | None, order: str) -> list[tuple[Pat
     regex = _compile(pattern) if pattern is not None else None
     named: list[tuple[Path, _Name]] = []
     for path in files:
-        n = _classify_pattern(path, regex, order) if regex is not None else _classify(path.name, order)
+        if regex is None:
+            n = _classify(path.name, order)
+        else:  # R__ files beside the pattern's are repeatables, whatever the pattern says of them
+            n = _repeatable(path.name) or _classify_pattern(path, regex, order)
         if n is None:
             message = (
                 f"{path}: file name does not match MIGRATE_FILENAME_PATTERN {pattern}"
@@ -686,29 +868,56 @@ def _named(files: list[Path], pattern: str | None, order: str) -> list[tuple[Pat
     return named
 
 
-def _check_layout(directory: Path, named: list[tuple[Path, _Name]], layout: str) -> None:
-    families = {n.family for _, n in named}
+def _repeatable_dir(directory: Path) -> list[tuple[Path, _Name]]:
+    """The files of the `repeatable/` subfolder, each a repeatable migration."""
+    sub = directory / REPEATABLE_DIR
+    if not sub.is_dir():
+        return []
+    return [(path, _in_repeatable_dir(path)) for path in _sql_files(sub, ())]
+
+
+def _check_layout(directory: Path, named: list[tuple[Path, _Name]], layout: str) -> str:
+    """The folder's layout (of its versioned files: a repeatable belongs to every layout); mixed is an error."""
+    versioned = [(p, n) for p, n in named if n.role != "repeatable"]
+    families = {n.family for _, n in versioned}
     if layout != "auto":
-        wrong = [p for p, n in named if n.family != layout]
+        wrong = [p for p, n in versioned if n.family != layout]
         if wrong:
             raise SourceError(f"{wrong[0]}: does not match MIGRATE_FORMAT={layout}", file=str(wrong[0]), layout=layout)
-    elif len(families) > 1:
-        examples = {n.family: p.name for p, n in named}
+        return layout
+    if len(families) > 1:
+        examples = {n.family: p.name for p, n in versioned}
         listing = ", ".join(f"{fam} ({ex})" for fam, ex in sorted(examples.items()))
         raise SourceError(
             f"{directory}: mixed migration layouts: {listing}; set MIGRATE_FORMAT or rename",
             file=str(directory),
         )
+    if families:
+        return families.pop()
+    return "flyway" if any(n.family == "flyway" for _, n in named) else "numbered"
 
 
-def _read(path: Path, n: _Name, down_path: Path | None) -> Migration:
+def _read(path: Path, n: _Name, down_path: Path | None, ph: Placeholders | None = None) -> Migration:
     data = _read_bytes(path)
     text = _decode(path, data)
     directives = parse_directives(path, text)
+    replace_ph = ph is not None and ph.applies(directives.placeholders)
+    if replace_ph:
+        assert ph is not None
+        text = substitute(path, text, ph)
     scan = _scan(path, text)
     if directives.transaction is None and scan.no_transaction is not None:
         directives = replace(directives, transaction=False, transaction_source=scan.no_transaction)
     up, down_section = _sections(path, text, scan.markers)
+    if n.role == "repeatable" and down_section is not None:
+        marker = next(m for m in scan.markers if m["dir"].lower() == "down")
+        raise _refuse_line(
+            path,
+            text,
+            marker.start(),
+            "starts a down section, which a repeatable migration cannot have (it is re-applied when it "
+            "changes and never rolled back); remove the section",
+        )
     down = down_section
     if down_path is not None:
         if down is not None:
@@ -716,6 +925,9 @@ def _read(path: Path, n: _Name, down_path: Path | None) -> Migration:
                 f"{path}: has a -- DOWN section and a separate down file {down_path.name}", file=str(path)
             )
         down_text = _decode(down_path, _read_bytes(down_path))
+        if replace_ph:
+            assert ph is not None
+            down_text = substitute(down_path, down_text, ph)
         down = Section(down_path, down_text, 0, len(down_text))
     normalised = checksum(data)
     raw = hashlib.sha256(data).hexdigest() if (b"\r" in data or data.startswith(_BOM)) else None

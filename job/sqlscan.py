@@ -374,12 +374,31 @@ def _analyse_plpgsql(stmt: Any, text: str, start: int, committing: dict[str, tup
     return _Analysis(f"DO block {what}", body.offset_of_line(text, line, word), released)
 
 
+# A word without which no statement is special: nothing here can make a statement non-transactional, control
+# a transaction, need a transaction block, release locks, COPY from the client or hold PL/pgSQL. A text without
+# any of them (ignoring case, anywhere, comments and strings included) is split by the parser without building
+# its syntax tree (`parser.split`: the same parser, so the same statements and the same syntax errors), ~50×
+# faster; any doubt falls back to the full analysis.
+_SPECIAL_WORDS = re.compile(
+    r"concurrently|vacuum|system|database|tablespace|subscription|reindex|detach|discard|pg_advisory|"
+    r"\b(?:begin|start|commit|end|abort|rollback|savepoint|release|prepare|copy|lock|local|declare|"
+    r"transaction|constraints|call|do|procedure|function)\b|\$",
+    re.IGNORECASE,
+)
+
+
 def split(text: str) -> list[Statement]:
     """Split `text` into statements, with offsets and classification.
 
     Raises SqlSyntaxError with the parser's message and offset when the text does not parse.
     """
     parser = _parser()
+    if not _SPECIAL_WORDS.search(text):
+        try:
+            slices = parser.split(text, with_parser=True, only_slices=True)
+        except parser.ParseError as exc:
+            raise _syntax_error(parser, text, exc) from None
+        return [Statement(text=text[sl], offset=sl.start or 0, kind="") for sl in slices if text[sl].strip()]
     try:
         raws = parser.parse_sql(text)
     except parser.ParseError as exc:

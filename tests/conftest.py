@@ -18,6 +18,7 @@ import pytest
 
 from job import devserver
 from job.devserver import DevServer
+from tests.pg.runner import Jobs
 from tests.pgutil import DevServerFactory, ExternalServer, PgServer, new_database
 
 
@@ -73,3 +74,13 @@ def devserver_factory() -> Iterator[DevServerFactory]:
         yield start
         for server in servers:
             stack.callback(server.stop)
+
+
+@pytest.fixture
+def jobs(tmp_path: Path) -> Iterator[Jobs]:
+    """Starts CLI subprocesses in tmp_path; any still running at the end of the test is killed."""
+    started = Jobs(tmp_path)
+    try:
+        yield started
+    finally:
+        started.stop_all()

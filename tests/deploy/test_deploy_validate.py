@@ -61,37 +61,6 @@ PLACEHOLDERS = {
 }
 EXAMPLE_DATABASE_URL = "postgresql://migrate@app-prod.abcdefghijkl.eu-west-1.rds.amazonaws.com:5432/app"
 
-# The settings of `migrate-job fleet` (issue 12's fixed interface). Values are checked by job/config.py as soon
-# as it has them; until then a deploy file may use exactly these names.
-FLEET_ENV = {
-    "MIGRATE_FLEET_TARGETS",
-    "MIGRATE_FLEET_PARALLEL",
-    "MIGRATE_FLEET_MAX_PER_HOST",
-    "MIGRATE_FLEET_CANARY",
-    "MIGRATE_FLEET_MAX_FAILURES",
-    "MIGRATE_FLEET_SHARD",
-    "MIGRATE_FLEET_SHARDS",
-    "MIGRATE_REPORT_FILE",
-    "MIGRATE_FLEET_SCHEMAS",
-    "MIGRATE_FLEET_SCHEMAS_QUERY",
-    "MIGRATE_FLEET_SECRETS_PREFIX",
-    "MIGRATE_FLEET_SECRETS_TAG",
-    "MIGRATE_FLEET_CATALOG_QUERY",
-    "MIGRATE_FLEET_CATALOG_URL",
-}
-# Keys of a targets file's `targets` and `discover` entries.
-TARGET_KEYS = {"id", "url_env", "secret_id", "parameter", "iam", "host", "port", "dbname", "user", "schema"}
-TARGET_SOURCES = ("url_env", "secret_id", "parameter", "iam")
-DISCOVER_KEYS = {
-    "secrets_prefix",
-    "secrets_tag",
-    "catalog_query",
-    "catalog_url_env",
-    "schemas",
-    "schemas_query",
-    "url_env",
-}
-
 # Community-auditor findings that were reviewed and are inherent to what the roles do.
 REVIEWED_COMMUNITY_FINDINGS = {
     ("task-role-policy.json", "CREDENTIALS_EXPOSURE", "rds-db:connect"),
@@ -190,11 +159,11 @@ def _load_settings(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Any:
 
 
 def _check_settings(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Any:
-    """Every MIGRATE_* name is a setting (or a fleet setting, see FLEET_ENV) and job.config accepts the values."""
+    """Every MIGRATE_* name is a setting and job.config accepts the values."""
     known = _known_env_names()
-    unknown = sorted(k for k in env if k.startswith("MIGRATE_") and k not in known and k not in FLEET_ENV)
+    unknown = sorted(k for k in env if k.startswith("MIGRATE_") and k not in known)
     assert not unknown, f"settings job/config.py does not know: {unknown}"
-    return _load_settings({k: v for k, v in env.items() if not k.startswith("MIGRATE_") or k in known}, monkeypatch)
+    return _load_settings(env, monkeypatch)
 
 
 def _k8s_env(container: dict[str, Any]) -> dict[str, str]:
@@ -598,21 +567,20 @@ def test_kubernetes_fleet_job_is_an_indexed_job(monkeypatch: pytest.MonkeyPatch)
     assert settings.is_production and settings.confirm_production and settings.log_format == "json"
 
 
-def test_fleet_targets_file_names_its_connections_without_secrets() -> None:
-    """The example targets.toml parses; each target has one connection source; every url_env reaches the pods."""
+def test_fleet_targets_file_names_its_connections_without_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The example targets.toml parses as job.targets reads it: each target by url_env, one discovery, no secret."""
+    from job.targets import parse
+
     configmap = _k8s_doc("fleet-targets-configmap.yaml", "ConfigMap")
     (text,) = configmap["data"].values()
     data = tomllib.loads(text)
-    assert set(data) == {"targets", "discover"}
-    ids = [t["id"] for t in data["targets"]]
-    assert len(ids) >= 2 and len(set(ids)) == len(ids)
-    for target in data["targets"]:
-        assert set(target) <= TARGET_KEYS, target
-        assert [k for k in TARGET_SOURCES if k in target] == ["url_env"], target
     assert "postgresql://" not in text and "password" not in text.lower()
-    (discover,) = data["discover"]
-    assert set(discover) <= DISCOVER_KEYS
-    assert discover["schemas_query"].startswith("SELECT nspname FROM pg_namespace")
+    for target in data["targets"]:
+        monkeypatch.setenv(target["url_env"], "postgresql://migrate@db.example.com/app")
+    targets, discover = parse(Path("targets.toml"), text)
+    assert len(targets) >= 2 and all(t.url is not None and t.secret_id is None for t in targets)
+    (found,) = discover
+    assert found.schemas_query is not None and found.schemas_query.startswith("SELECT nspname FROM pg_namespace")
     # Each url_env comes from the Secret the Job takes whole (envFrom) and the ConfigMap's comment creates.
     job = _k8s_doc("fleet-indexed-job.yaml", "Job")
     (container,) = job["spec"]["template"]["spec"]["containers"]
@@ -926,14 +894,18 @@ def test_workflow_builds_runs_and_fails_on_a_nonzero_exit() -> None:
     assert triggers["push"]["branches"] == ["main"]
     assert triggers["workflow_dispatch"]["inputs"]["environment"]["type"] == "environment"
     uses = re.findall(r"(?m)^\s*(?:-\s*)?uses:\s*(\S+)", WORKFLOW.read_text())
-    assert uses and all(re.fullmatch(r"[\w.-]+/[\w./-]+@(v\d+(\.\d+)*|[0-9a-f]{40})", u) for u in uses), uses
+    remote = [u for u in uses if u != "./deploy/github-actions"]  # the local action: the same commit
+    assert remote and all(re.fullmatch(r"[\w.-]+/[\w./-]+@(v\d+(\.\d+)*|[0-9a-f]{40})", u) for u in remote), uses
     docker = workflow["jobs"]["migrate-docker"]
     ecs = workflow["jobs"]["migrate-ecs"]
     assert ecs["permissions"]["id-token"] == "write"
     assert any(s.get("uses", "").startswith("aws-actions/configure-aws-credentials@") for s in ecs["steps"])
     (run_docker,) = [s for s in docker["steps"] if s.get("id") == "migrate"]
+    assert run_docker["uses"] == "./deploy/github-actions"  # the composite action runs the image (action.sh)
+    assert run_docker["with"]["image"] == "migrate-job:${{ github.sha }}"
+    action_script = (DEPLOY / "github-actions" / "action.sh").read_text()
     for needle in ("docker run --rm --read-only", "-e GITHUB_ACTIONS", "GITHUB_STEP_SUMMARY=", 'exit "$code"'):
-        assert needle in run_docker["run"], needle
+        assert needle in action_script, needle
     assert run_docker["env"]["DATABASE_URL"] == "${{ secrets.DATABASE_URL }}"
     (run_ecs,) = [s for s in ecs["steps"] if s.get("id") == "migrate"]
     assert "deploy/ecs/run-migrations.sh" in run_ecs["run"] and 'exit "$code"' in run_ecs["run"]
@@ -961,7 +933,7 @@ def test_workflow_fleet_job_is_a_matrix_of_shards() -> None:
     fleet_env = {
         m for m in re.findall(r"MIGRATE_[A-Z_]+", step["run"]) if m.startswith(("MIGRATE_FLEET", "MIGRATE_REP"))
     }
-    assert fleet_env and fleet_env <= FLEET_ENV, fleet_env
+    assert fleet_env and fleet_env <= _known_env_names(), fleet_env
 
 
 def test_workflow_run_steps_pass_shellcheck(tmp_path: Path) -> None:
@@ -985,7 +957,11 @@ def test_workflow_run_steps_pass_shellcheck(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------- shell scripts
 
 
-SCRIPTS = [ECS / "run-migrations.sh", DEPLOY / "github-actions" / "explain-exit-code.sh"]
+SCRIPTS = [
+    ECS / "run-migrations.sh",
+    DEPLOY / "github-actions" / "explain-exit-code.sh",
+    DEPLOY / "github-actions" / "action.sh",
+]
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)

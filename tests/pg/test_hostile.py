@@ -704,3 +704,14 @@ def test_crash_detector_fails_a_test_whose_job_logged_run_crashed() -> None:
     with pytest.raises(pytest.fail.Exception, match=r"run\.crashed"):
         fail_on_crash('{"event": "run.crashed", "error": "KeyError: x"}', "a crashed job")
     fail_on_crash('{"event": "run.finished"}', "a finished job")
+
+
+def test_connect_timeout_and_application_name_in_the_url_are_accepted(db_url: str, tmp_path: Path) -> None:
+    """A DATABASE_URL with ?connect_timeout=…&application_name=… connects (the job names its own sessions)."""
+    folder = write(tmp_path / "migrations", {"1_a.sql": "CREATE TABLE a (id int);\n"})
+    sep = "&" if "?" in db_url else "?"
+
+    result = migrate_unattended(f"{db_url}{sep}connect_timeout=5&application_name=mine", folder)
+
+    assert result.returncode == 0, result.describe()
+    assert [r["version"] for r in history(db_url)] == ["1"]

@@ -8,7 +8,6 @@ benchmark's proxy (bench/proxy.py) between the CLI and the server: a count, not 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -22,15 +21,6 @@ from tests.pg.runner import Jobs, migration_session, open_transaction, wait_unti
 pytestmark = pytest.mark.pg
 
 PIPELINE = [pytest.param({}, id="pipelined"), pytest.param({"MIGRATE_PIPELINE": "off"}, id="one-per-message")]
-
-
-@pytest.fixture
-def jobs(tmp_path: Path) -> Iterator[Jobs]:
-    started = Jobs(tmp_path)
-    try:
-        yield started
-    finally:
-        started.stop_all()
 
 
 def through_proxy(url: str, proxy: DelayProxy) -> str:

@@ -12,7 +12,6 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,16 +43,6 @@ from tests.pgutil import DevServerFactory
 pytestmark = pytest.mark.pg
 
 SIGNALS = [pytest.param(signal.SIGTERM, 143, id="SIGTERM"), pytest.param(signal.SIGINT, 130, id="SIGINT")]
-
-
-@pytest.fixture
-def jobs(tmp_path: Path) -> Iterator[Jobs]:
-    """Starts CLI subprocesses in tmp_path; any still running at the end of the test is killed."""
-    started = Jobs(tmp_path)
-    try:
-        yield started
-    finally:
-        started.stop_all()
 
 
 def migrate(jobs: Jobs, url: str, folder: Path, **env: str) -> Job:
@@ -326,7 +315,7 @@ def test_sigkill_at_random_moments_leaves_a_migration_boundary(db_url: str, tmp_
 def test_sigkill_during_a_long_statement_the_next_runner_waits_for_the_orphan(
     db_url: str, tmp_path: Path, jobs: Jobs
 ) -> None:
-    """kill -9 mid-statement, next runner at once: it waits for the orphaned statement, then applies it exactly once."""
+    """kill -9 mid-statement: the next runner waits while the orphaned statement lives, then applies it once."""
     folder = write_migrations(
         tmp_path / "migrations",
         {
@@ -337,17 +326,22 @@ def test_sigkill_during_a_long_statement_the_next_runner_waits_for_the_orphan(
     )
     first = start_migrate(jobs, db_url, folder)
     orphan = wait_for_migration(db_url, "1", job=first, wait_event="PgSleep")
-
-    first.proc.kill()
-    first.wait(timeout=10)
-    second = start_migrate(jobs, db_url, folder)
-
+    second = start_migrate(jobs, db_url, folder)  # already queued behind the lock when the first one dies
     waiting = second.wait_for_event("lock.waiting")
     assert [h["pid"] for h in waiting["holders"]] == [orphan["pid"]], waiting
     assert waiting["holders"][0]["application_name"] == "migrate-job:migrate 1"
-    # client_connection_check_interval: the server notices the dead client and stops the orphan in seconds,
-    # long before its pg_sleep(20) would end.
-    wait_until(lambda: not backend_alive(db_url, int(orphan["pid"])), 15, "the orphaned statement to be stopped")
+
+    first.proc.kill()
+    first.wait(timeout=10)
+
+    # The orphaned statement keeps the lock while it lives: the second runner never starts beside it.
+    # client_connection_check_interval makes the server notice the dead client and stop the orphan in
+    # seconds, long before its pg_sleep(20) would end.
+    deadline = time.monotonic() + 15
+    while backend_alive(db_url, int(orphan["pid"])):
+        assert second.events("lock.acquired") == [], second.describe()
+        assert time.monotonic() < deadline, "the orphaned statement was not stopped"
+        time.sleep(0.05)
     assert second.wait(timeout=60) == 0, second.describe()
     assert [e["version"] for e in second.events("migration.applied")] == ["1", "2"]
     assert second.events("migration.failed") == []
@@ -496,7 +490,7 @@ def test_sigterm_during_waiting_create_index_concurrently_then_repair(db_url: st
 
 
 def test_sigkill_during_create_index_concurrently_then_repair_at_once(db_url: str, tmp_path: Path, jobs: Jobs) -> None:
-    """kill -9 while CREATE INDEX CONCURRENTLY waits; `repair` started at once waits for the orphan, then finishes."""
+    """kill -9 while CREATE INDEX CONCURRENTLY waits; `repair` waits while the orphan lives, then finishes it."""
     folder = write_migrations(tmp_path / "migrations", {"1_w.sql": "CREATE TABLE w (x int);\n"})
     ok(migrate(jobs, db_url, folder))
     write_migrations(
@@ -506,14 +500,18 @@ def test_sigkill_during_create_index_concurrently_then_repair_at_once(db_url: st
     with open_transaction(db_url, "INSERT INTO w VALUES (1)") as writer:
         job = start_migrate(jobs, db_url, folder)
         orphan = wait_for_migration(db_url, "2", job=job, wait_event="Lock")
-        job.proc.kill()
-        job.wait(timeout=10)
-        repair = jobs.start(db_url, "repair", "--dir", str(folder))
-
+        repair = jobs.start(db_url, "repair", "--dir", str(folder))  # queued behind the lock
         waiting = repair.wait_for_event("lock.waiting")
         assert [h["pid"] for h in waiting["holders"]] == [orphan["pid"]], waiting
-        wait_until(lambda: not backend_alive(db_url, int(orphan["pid"])), 15, "the orphaned CREATE INDEX to stop")
-        assert index_valid(db_url, "w_x") is False  # what the orphan's CIC left behind
+
+        job.proc.kill()
+        job.wait(timeout=10)
+
+        deadline = time.monotonic() + 15
+        while backend_alive(db_url, int(orphan["pid"])):
+            assert repair.events("lock.acquired") == [], repair.describe()
+            assert time.monotonic() < deadline, "the orphaned CREATE INDEX was not stopped"
+            time.sleep(0.05)
         writer.commit()
 
     assert repair.wait(timeout=60) == 0, repair.describe()

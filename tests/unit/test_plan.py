@@ -421,3 +421,103 @@ def test_missing_down_is_still_refused(tmp_path: Path) -> None:
     with pytest.raises(ValidationFailed) as info:
         rollback_plan([m], [applied(m)], everything=True)
     assert "has no down migration" in info.value.message
+
+
+# ---------------------------------------------------------------------------- repeatables in every layout
+
+
+def make_tree(root: Path, names: list[str]) -> list[Migration]:
+    """Write one small migration per relative path (e.g. `repeatable/views.sql`) and load the folder."""
+    folder = root / "migrations"
+    for i, name in enumerate(names):
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"create table t{i} (a int);\n", encoding="utf-8")
+    return load(folder)
+
+
+FOLDERS = {
+    "numbered": ["0002_b.sql", "R__views.sql", "0001_a.sql", "repeatable/funcs.sql"],
+    "golang": ["1_a.up.sql", "1_a.down.sql", "2_b.up.sql", "R__views.sql", "repeatable/funcs.sql"],
+    "dbmate": ["20240101120000_a.sql", "20240102120000_b.sql", "R__views.sql", "repeatable/funcs.sql"],
+}
+
+
+@pytest.mark.parametrize(
+    ("history_of", "pending", "state_of"),
+    [
+        ({}, ["a", "b", "R__funcs", "R__views"], {}),
+        ({"a": "same", "b": "same", "R__funcs": "same", "R__views": "same"}, [], {}),
+        ({"a": "same", "b": "same", "R__funcs": "same", "R__views": "changed"}, ["R__views"], {"R__views": "pending"}),
+        ({"a": "same", "R__funcs": "changed", "R__views": "changed"}, ["b", "R__funcs", "R__views"], {}),
+        ({"a": "same", "b": "same"}, ["R__funcs", "R__views"], {}),
+    ],
+)
+@pytest.mark.parametrize("layout", sorted(FOLDERS))
+def test_repeatables_pending_after_versioned_when_new_or_changed(
+    tmp_path: Path, layout: str, history_of: dict[str, str], pending: list[str], state_of: dict[str, str]
+) -> None:
+    """In every layout repeatables run after all pending versioned ones, by name, when new or changed; no problem."""
+    ms = make_tree(tmp_path, FOLDERS[layout])
+    key = {m.name if not m.repeatable else m.key: m for m in ms}
+    history = [
+        applied(key[k], checksum=key[k].checksum if how == "same" else "c" * 64) for k, how in history_of.items()
+    ]
+    plan = build_plan(ms, history)
+    assert plan.ok, plan.problems
+    assert [m.name if not m.repeatable else m.key for m in plan.pending] == pending
+    rows = {r.version: r.state for r in plan.rows}
+    assert len(plan.rows) == len(ms)
+    for k, state in state_of.items():
+        assert rows[k] == state
+    assert [r.version for r in plan.rows][-2:] == ["R__funcs", "R__views"]
+
+
+def test_changed_repeatable_is_pending_but_edited_versioned_is_modified(tmp_path: Path) -> None:
+    """`validate` flags an edited versioned file, not a changed repeatable (that one is pending)."""
+    ms = make_tree(tmp_path, ["0001_a.sql", "R__views.sql"])
+    index = by_version(ms)
+    plan = build_plan(ms, [applied(index["1"], checksum="a" * 64), applied(index["R__views"], checksum="b" * 64)])
+    assert [(p.kind, p.version) for p in plan.problems] == [("modified", "1")]
+    assert states(plan) == [("1", "modified"), ("R__views", "pending")]
+
+
+def test_failed_repeatable_is_a_failed_problem(tmp_path: Path) -> None:
+    """A repeatable recorded as failed (a non-transactional one) stops the plan like any failed migration."""
+    ms = make_tree(tmp_path, ["0001_a.sql", "repeatable/views.sql"])
+    index = by_version(ms)
+    plan = build_plan(ms, [applied(index["1"]), applied(index["R__views"], status="failed", statements_done=1)])
+    assert [(p.kind, p.version) for p in plan.problems] == [("failed", "R__views")]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "chosen"),
+    [
+        ({}, ["2", "1"]),
+        ({"everything": True}, ["2", "1"]),
+        ({"steps": 1}, ["2"]),
+        ({"name": "b"}, ["2"]),
+    ],
+)
+def test_rollback_never_selects_repeatables(tmp_path: Path, kwargs: dict[str, object], chosen: list[str]) -> None:
+    """Rollback and reset choose only versioned migrations; repeatables of the same batch are left alone."""
+    ms = make_tree(tmp_path, ["0001_a.sql", "0002_b.sql", "R__views.sql", "repeatable/funcs.sql"])
+    ms = [m if m.repeatable else _with_down(m) for m in ms]
+    history = [applied(m) for m in ms]
+    assert [m.key for m in rollback_plan(ms, history, **kwargs)] == chosen  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", ["views", "R__views", "R__views.sql", "funcs"])
+def test_rollback_by_name_of_a_repeatable_says_why_not(tmp_path: Path, name: str) -> None:
+    """`rollback --name` of a repeatable is refused saying it is never rolled back."""
+    ms = make_tree(tmp_path, ["0001_a.sql", "R__views.sql", "repeatable/funcs.sql"])
+    with pytest.raises(ValidationFailed) as info:
+        rollback_plan(ms, [applied(m) for m in ms], name=name)
+    assert "is a repeatable migration: it has no down and is never rolled back" in info.value.message
+
+
+def _with_down(m: Migration) -> Migration:
+    """`m` with its up section as a down (rollback_plan only needs one to exist)."""
+    from dataclasses import replace
+
+    return replace(m, down=m.up)

@@ -957,3 +957,252 @@ def test_unreadable_down_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(SourceError) as info:
         load(folder)
     assert "1_x.down.sql: cannot read this migration file" in info.value.message
+
+
+# ---------------------------------------------------------------------------- repeatables in every layout
+
+
+def make_tree(root: Path, files: dict[str, str]) -> Path:
+    """Write `files` (paths relative to the folder, e.g. `repeatable/views.sql`) into a fresh migrations folder."""
+    folder = root / "migrations"
+    folder.mkdir()
+    for name, body in files.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(body, encoding="utf-8")
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("names", "keys", "layout"),
+    [
+        (["R__views.sql", "0002_b.sql", "0001_a.sql", "R__funcs.sql"], ["1", "2", "R__funcs", "R__views"], "numbered"),
+        (["2-b.sql", "R__views.sql", "1-a.sql"], ["1", "2", "R__views"], "numbered"),
+        (
+            ["20240101120000_a.sql", "20240101_130000_b.sql", "R__v.sql"],
+            ["20240101120000", "20240101130000", "R__v"],
+            "numbered",
+        ),
+        (["1_a.up.sql", "1_a.down.sql", "R__views.sql", "10_b.up.sql"], ["1", "10", "R__views"], "golang"),
+        (["V1__a.sql", "R__views.sql"], ["1", "R__views"], "flyway"),
+        (["0001_a.sql", "0001_a_rollback.sql", "R__views.sql"], ["1", "R__views"], "numbered"),
+        (["R__views.sql"], ["R__views"], "flyway"),
+    ],
+)
+def test_r_files_are_repeatables_in_every_layout(
+    tmp_path: Path, names: list[str], keys: list[str], layout: str
+) -> None:
+    """R__name.sql beside numbered, golang-migrate or Flyway files is a repeatable, run last by name, of that layout."""
+    migrations = load(make_dir(tmp_path, dict.fromkeys(names, "select 1;\n")))
+    assert [m.key for m in migrations] == keys
+    assert {m.layout for m in migrations} == {layout}
+    assert [m.repeatable for m in migrations] == [k.startswith("R__") for k in keys]
+
+
+@pytest.mark.parametrize(
+    ("files", "keys", "names"),
+    [
+        (
+            {"0001_a.sql": "", "repeatable/views.sql": "", "repeatable/funcs.sql": ""},
+            ["1", "R__funcs", "R__views"],
+            ["a", "funcs", "views"],
+        ),
+        ({"0001_a.sql": "", "repeatable/R__views.sql": ""}, ["1", "R__views"], ["a", "views"]),
+        (
+            {"0001_a.sql": "", "R__b.sql": "", "repeatable/a.sql": "", "repeatable/c.sql": ""},
+            ["1", "R__a", "R__b", "R__c"],
+            ["a", "a", "b", "c"],
+        ),
+        ({"1_a.up.sql": "", "repeatable/0001_views.sql": ""}, ["1", "R__0001_views"], ["a", "0001_views"]),
+        ({"repeatable/views.sql": ""}, ["R__views"], ["views"]),
+        (
+            {"0001_a.sql": "", "repeatable/.hidden.sql": "", "repeatable/README.md": "", "repeatable/old/x.sql": ""},
+            ["1"],
+            ["a"],
+        ),
+    ],
+)
+def test_repeatable_folder(tmp_path: Path, files: dict[str, str], keys: list[str], names: list[str]) -> None:
+    """Every *.sql of a repeatable/ subfolder is a repeatable named by its stem (an R__ prefix dropped), run by name."""
+    folder = make_tree(tmp_path, {k: v or "select 1;\n" for k, v in files.items()})
+    migrations = load(folder)
+    assert [m.key for m in migrations] == keys
+    assert [m.name for m in migrations] == names
+    assert all(m.repeatable for m in migrations if m.key.startswith("R__"))
+
+
+def test_repeatable_folder_files_take_the_folder_layout(tmp_path: Path) -> None:
+    """A repeatable/ file beside golang-migrate files is of the golang layout (so `create` sees one layout)."""
+    migrations = load(make_tree(tmp_path, {"1_a.up.sql": "select 1;\n", "repeatable/views.sql": "select 1;\n"}))
+    assert [m.layout for m in migrations] == ["golang", "golang"]
+    assert migrations[1].path == tmp_path / "migrations" / "repeatable" / "views.sql"
+
+
+@pytest.mark.parametrize(
+    ("files", "bad", "other"),
+    [
+        ({"0001_a.sql": "", "R__views.sql": "", "repeatable/views.sql": ""}, "repeatable/views.sql", "R__views.sql"),
+        (
+            {"repeatable/R__views.sql": "", "repeatable/views.sql": ""},
+            "repeatable/views.sql",
+            "repeatable/R__views.sql",
+        ),
+    ],
+)
+def test_repeatable_defined_twice_is_an_error(tmp_path: Path, files: dict[str, str], bad: str, other: str) -> None:
+    """The same repeatable name from two files is refused naming both files."""
+    folder = make_tree(tmp_path, {k: "select 1;\n" for k in files})
+    with pytest.raises(SourceError) as info:
+        load(folder)
+    assert info.value.message == f"{folder / bad}: repeatable migration 'views' is defined twice (also {other})"
+
+
+@pytest.mark.parametrize(
+    ("names", "layout"),
+    [
+        (["0001_a.sql", "R__b.sql"], "numbered"),
+        (["1_a.up.sql", "R__b.sql"], "golang"),
+        (["R__b.sql"], "golang"),
+    ],
+)
+def test_forced_layout_accepts_r_files(tmp_path: Path, names: list[str], layout: str) -> None:
+    """MIGRATE_FORMAT=numbered/golang accepts R__ files beside the layout's files."""
+    migrations = load(make_dir(tmp_path, dict.fromkeys(names, "select 1;\n")), layout=layout)
+    assert {m.layout for m in migrations} == {layout}
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        ["0001_a.sql", "V2__b.sql", "R__c.sql"],
+        ["1_a.up.sql", "2_b.sql", "R__c.sql"],
+    ],
+)
+def test_r_files_do_not_hide_a_mixed_folder(tmp_path: Path, names: list[str]) -> None:
+    """A folder mixing versioned layouts is still refused when it also has R__ files."""
+    with pytest.raises(SourceError, match="mixed migration layouts"):
+        load(make_dir(tmp_path, dict.fromkeys(names, "select 1;\n")))
+
+
+@pytest.mark.parametrize(
+    ("body", "line"),
+    [
+        ("-- UP\ncreate view v as select 1;\n-- DOWN\ndrop view v;\n", 3),
+        ("-- migrate:up\ncreate view v as select 1;\n\n-- migrate:down\ndrop view v;\n", 4),
+        ("-- +goose Up\ncreate view v as select 1;\n-- +goose Down\ndrop view v;\n", 3),
+        ("create view v as select 1;\n-- DOWN\n", 2),
+    ],
+)
+@pytest.mark.parametrize("name", ["R__views.sql", "repeatable/views.sql"])
+def test_repeatable_with_a_down_section_is_an_error(tmp_path: Path, name: str, body: str, line: int) -> None:
+    """A down section in a repeatable is refused with file:line: a repeatable is never rolled back."""
+    folder = make_tree(tmp_path, {"0001_a.sql": "select 1;\n", name: body})
+    with pytest.raises(SourceError) as info:
+        load(folder)
+    assert info.value.message.startswith(f"{folder / name}:{line}: ")
+    assert "repeatable migration cannot have" in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("body", "statements", "transactional"),
+    [
+        ("-- UP\ncreate view v as select 1;\n", ["create view v as select 1"], True),
+        ("-- migrate:up\nselect 1;\nselect 2;\n", ["select 1", "select 2"], True),
+        ("-- migrate:up transaction:false\nselect 1;\n", ["select 1"], False),
+        ("-- migrate-job: transaction=off\nselect 1;\n", ["select 1"], False),
+        ("create index concurrently i on t (a);\n", ["create index concurrently i on t (a)"], False),
+        ("-- +goose NO TRANSACTION\nselect 1;\n", ["select 1"], False),
+    ],
+)
+@pytest.mark.parametrize("name", ["R__views.sql", "repeatable/views.sql"])
+def test_repeatable_markers_directives_and_transactions(
+    tmp_path: Path, name: str, body: str, statements: list[str], transactional: bool
+) -> None:
+    """A repeatable keeps UP markers, directives and the transactional/non-transactional detection."""
+    folder = make_tree(tmp_path, {"0001_a.sql": "select 1;\n", name: body})
+    rep = load(folder)[-1]
+    assert rep.key == "R__views"
+    assert texts(rep) == statements
+    assert rep.transactional is transactional
+    assert rep.down is None
+
+
+@pytest.mark.parametrize(
+    ("files", "bad"),
+    [
+        (["1_a.up.sql", "R__views.up.sql"], "R__views.up.sql"),
+        (["1_a.up.sql", "R__views.down.sql"], "R__views.down.sql"),
+        (["0001_a.sql", "R__views.sql", "R__views_rollback.sql"], "R__views_rollback.sql"),
+        (["0001_a.sql", "repeatable/views.down.sql"], "repeatable/views.down.sql"),
+    ],
+)
+def test_repeatable_named_like_a_down_file_is_an_error(tmp_path: Path, files: list[str], bad: str) -> None:
+    """`R__x.down.sql` / `R__x_rollback.sql` beside numbered or golang files is refused: it would run as an up."""
+    folder = make_tree(tmp_path, dict.fromkeys(files, "select 1;\n"))
+    with pytest.raises(SourceError) as info:
+        load(folder)
+    assert info.value.message.startswith(f"{folder / bad}: a repeatable migration has no up/down pair")
+    expected = "rename it to R__views.sql" if bad.endswith(".up.sql") else "remove it"
+    assert info.value.message.endswith(expected)
+
+
+def test_flyway_repeatable_may_end_in_rollback(tmp_path: Path) -> None:
+    """In a Flyway folder `R__x_rollback.sql` is an ordinary repeatable (Flyway's own meaning)."""
+    migrations = load(make_dir(tmp_path, dict.fromkeys(["V1__a.sql", "R__audit_rollback.sql"], "select 1;\n")))
+    assert [m.key for m in migrations] == ["1", "R__audit_rollback"]
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        "beforeMigrate.sql",
+        "afterMigrate.sql",
+        "afterMigrate__grant.sql",
+        "beforeEachMigrate.sql",
+        "afterEachMigrate__log.sql",
+        "afterMigrateError.sql",
+        "callbacks/beforeMigrate.sql",
+        "callbacks/anything.sql",
+    ],
+)
+@pytest.mark.parametrize("pattern", [None, r"(?P<version>\d+)_(?P<name>.+)\.sql"])
+def test_callbacks_are_not_migrations(tmp_path: Path, extra: str, pattern: str | None) -> None:
+    """Flyway-named callback files and a callbacks/ subfolder are left out of the migrations."""
+    folder = make_tree(tmp_path, {"0001_a.sql": "select 1;\n", extra: "not sql at all"})
+    assert [m.key for m in load(folder, pattern=pattern)] == ["1"]
+
+
+@pytest.mark.parametrize(
+    ("order", "names", "keys"),
+    [
+        (
+            "numeric",
+            ["2-b.sql", "10-c.sql", "R__views.sql", "repeatable/funcs.sql"],
+            ["2", "10", "R__funcs", "R__views"],
+        ),
+        ("lexical", ["2-b.sql", "10-c.sql", "R__views.sql"], ["10", "2", "R__views"]),
+    ],
+)
+def test_filename_pattern_with_repeatables(tmp_path: Path, order: str, names: list[str], keys: list[str]) -> None:
+    """R__ files and a repeatable/ folder beside MIGRATE_FILENAME_PATTERN files are repeatables (numeric or lexical)."""
+    folder = make_tree(tmp_path, dict.fromkeys(names, "select 1;\n"))
+    migrations = load(folder, pattern=r"(?P<version>\d+)-(?P<name>.+)\.sql", order=order)
+    assert [m.key for m in migrations] == keys
+    assert {m.layout for m in migrations} == {"pattern"}
+
+
+def test_filename_pattern_that_matches_r_files_leaves_them_repeatable(tmp_path: Path) -> None:
+    """A pattern broad enough to match R__views.sql does not make it a version: the R__ form wins."""
+    folder = make_dir(tmp_path, dict.fromkeys(["a__x.sql", "R__views.sql"], "select 1;\n"))
+    migrations = load(folder, pattern=r"(?P<version>[A-Za-z]+)__(?P<name>.+)\.sql", order="lexical")
+    assert [(m.key, m.repeatable) for m in migrations] == [("a", False), ("R__views", True)]
+
+
+def test_unreadable_repeatable_folder_entry_is_an_error(tmp_path: Path) -> None:
+    """A *.sql entry of repeatable/ that is not a readable file (a dangling symlink) is an error naming it."""
+    folder = make_tree(tmp_path, {"0001_a.sql": "select 1;\n"})
+    (folder / "repeatable").mkdir()
+    (folder / "repeatable" / "views.sql").symlink_to(tmp_path / "gone.sql")
+    with pytest.raises(SourceError) as info:
+        load(folder)
+    assert info.value.message.startswith(f"{folder / 'repeatable' / 'views.sql'}: cannot read this migration file")

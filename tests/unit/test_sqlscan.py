@@ -187,17 +187,53 @@ def test_transaction_control(sql: str, control: str | None) -> None:
 @pytest.mark.parametrize(
     ("sql", "kind"),
     [
-        ("select 1", "SelectStmt"),
-        ("create table t (a int)", "CreateStmt"),
-        ("insert into t values (1)", "InsertStmt"),
         ("copy t from stdin", "CopyStmt"),
         ("do $$ begin end $$", "DoStmt"),
+        ("vacuum t", "VacuumStmt"),
+        ("begin", "TransactionStmt"),
+        ("lock table t", "LockStmt"),
+        ("set local lock_timeout = 0", "VariableSetStmt"),
     ],
 )
 def test_statement_kind(sql: str, kind: str) -> None:
-    """Each statement carries the parser's node name as its kind."""
+    """A statement that can matter (transaction control, COPY, PL/pgSQL, ...) carries the parser's node name."""
     (stmt,) = split(sql)
     assert stmt.kind == kind
+
+
+PLAIN_FILES = [
+    "select 1",
+    "create table t (a int);\ninsert into t values (1);\n",
+    "create table t (a int);\n\n-- a trailing comment\n",
+    "/* leading */ insert into t values ('é');  -- x\n select 3 -- y",
+    "select 1;;; select 2;",
+    "alter table t add column b text not null default 'x';\ncomment on column t.b is 'héllo 😀';",
+    "create view v as select a from t where a > 1;\ngrant select on v to public;",
+]
+
+
+@pytest.mark.parametrize("text", PLAIN_FILES)
+def test_plain_files_split_like_the_full_parse(text: str) -> None:
+    """A file with no special word takes the fast path: exactly the statements and offsets of the full parse."""
+    from job.sqlscan import _SPECIAL_WORDS, _parser
+
+    assert _SPECIAL_WORDS.search(text) is None
+    fast = [(s.text, s.offset, s.non_transactional, s.transaction_control) for s in split(text)]
+    full = []
+    for raw in _parser().parse_sql(text):
+        start = raw.stmt_location
+        body = text[start : len(text) if raw.stmt_len == 0 else start + raw.stmt_len]
+        stripped = body.lstrip()
+        if stripped.strip():
+            full.append((stripped.rstrip(), start + len(body) - len(stripped), False, None))
+    assert fast == full
+
+
+def test_a_syntax_error_in_a_plain_file_is_found_by_the_fast_path_too() -> None:
+    """The fast path uses the same parser: a syntax error is reported with its offset as before."""
+    with pytest.raises(SqlSyntaxError) as info:
+        split("create table t (a int);\nselect from from t;\n")
+    assert info.value.offset > len("create table t (a int);\n")
 
 
 # ---------------------------------------------------------------------------- syntax errors
