@@ -222,6 +222,10 @@ class DelayProxy:
         self._active = 0
         self._t0 = time.monotonic()
         self._stopped: asyncio.Event | None = None
+        # asyncio holds tasks weakly, and Python 3.11's start_server keeps no reference to the connection
+        # handlers it starts: a handler whose sockets are momentarily out of the selector could be garbage
+        # collected mid-connection ("Task was destroyed but it is pending!"). Each handler is kept here.
+        self._handlers: set[asyncio.Task[Any]] = set()
 
     # -- in a background thread ------------------------------------------------------
 
@@ -300,6 +304,10 @@ class DelayProxy:
         self._t0 = time.monotonic()
 
     async def _handle(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        me = asyncio.current_task()
+        if me is not None:
+            self._handlers.add(me)
+            me.add_done_callback(self._handlers.discard)
         self._next_conn += 1
         conn = self._next_conn
         self._active += 1

@@ -1,7 +1,8 @@
 """migrate-job benchmark: round trips, latency, no-op cost, planning, memory; beside node-pg-migrate, dbmate, psql.
 
     python bench/run.py [--count 200] [--rtt-ms 10] [--repeat 3] [--plan-files 10000] [--output bench/RESULTS.md]
-                        [--no-peers] [--no-wheel] [--strict]
+                        [--no-peers] [--no-wheel] [--no-fleet] [--fleet-databases 100] [--fleet-count 20]
+                        [--fleet-parallel 10] [--fleet-loop-repeat 1] [--strict]
 
 Starts a throwaway PostgreSQL (job.devserver, in a temp dir, always stopped at the end) and the
 latency proxy (bench/proxy.py), creates a fresh database for every measured apply, and prints a
@@ -20,6 +21,9 @@ Markdown report (also written to --output). Scenarios:
     direct and proxied, and a no-op run; psql's figures come from scenario 5
 10. migrate-job as a user installs it (bench/wheel.py; --no-wheel to leave it out): a wheel of the checkout
     in the venv .dev/bench-venv, its `migrate-job` entry point: apply direct and proxied, and the no-op run
+11. a fleet (bench/fleet.py; --no-fleet to leave it out): --fleet-databases fresh databases × --fleet-count
+    migrations, all through the proxy: `migrate-job fleet migrate --parallel P` (one process, a targets file)
+    against a shell loop running `migrate-job migrate` once per database; the installed wheel when there is one
 
 Timed scenarios run --repeat times (interleaved, so load on a shared machine hits all of them
 alike) and report the median; every repeat is listed at the end of the report. The report prints
@@ -60,6 +64,7 @@ if __package__ in (None, ""):  # `python bench/run.py`: make `bench` and `job` i
 import psycopg
 from psycopg import sql
 
+from bench import fleet as fleet_tools
 from bench import peers as peer_tools
 from bench import wheel
 from bench.compare import Figures, Goal, goals, side_by_side
@@ -486,6 +491,10 @@ class Bench:
                     raise RuntimeError(f"--single-transaction recorded {applied}, expected {size}")
         self.results["single_sizes"] = (small_n, n)
 
+        # 11: a fleet, the fleet command against a shell loop
+        if args.fleet:
+            self.fleet_scenario()
+
         if args.large_mb > 0:
             log(f"one {args.large_mb:g} MB migration (timeout {args.large_timeout:g} s)")
             self.results["large"] = self.large_migration()
@@ -498,6 +507,78 @@ class Bench:
         log("CLI import time")
         self.results["import"] = self.import_time()
         self.results["load_after"] = os.getloadavg()
+
+    # -- 11: the fleet -----------------------------------------------------------------
+
+    def fleet_databases(self, label: str) -> list[str]:
+        """`--fleet-databases` fresh, empty databases (a file copy of template0: about 20 ms each here)."""
+        assert self.server is not None
+        names = [f"bench_{label}_{i:04d}" for i in range(self.args.fleet_databases)]
+        with psycopg.connect(self.admin_url(), autocommit=True) as admin:
+            strategy = sql.SQL(" STRATEGY FILE_COPY" if admin.info.server_version >= 150000 else "")
+            for name in names:
+                admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+                admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)) + strategy)
+        return names
+
+    def fleet_done(self, names: Sequence[str], what: str) -> None:
+        """Every database must have all the migrations applied; then it is dropped (the server stays small)."""
+        count = self.args.fleet_count
+        for name in names:
+            if (applied := self.history_count(name)) != count:
+                raise RuntimeError(f"{what}: {name} recorded {applied} migrations, expected {count}")
+        with psycopg.connect(self.admin_url(), autocommit=True) as admin:
+            for name in names:
+                admin.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(name)))
+
+    def fleet_env(self, extra: dict[str, str]) -> dict[str, str]:
+        cli = self.installed or self.cli
+        env = self.job_env("postgres", proxied=True, extra={"DATABASE_URL": ""}, checkout=cli is self.cli)
+        env.update(extra)
+        return env
+
+    def fleet_run(self, folder: Path, targets_file: Path, names: Sequence[str], report_file: Path) -> Sample:
+        """`migrate-job fleet migrate --parallel P` over the targets file, every database through the proxy."""
+        cli = self.installed or self.cli
+        cmd = [*cli, "fleet", "migrate", "--dir", str(folder), "--targets", str(targets_file)]
+        cmd += ["--parallel", str(self.args.fleet_parallel), "--report-file", str(report_file)]
+        urls = [self.url(name, proxied=True) for name in names]
+        with self.counting(True) as box:
+            p = check(run_proc(cmd, self.fleet_env(fleet_tools.target_env(urls)), cwd=self.work), "fleet migrate")
+        return Sample(p.wall, p.cpu, p.maxrss_kb, box[0].round_trips, box[0])
+
+    def fleet_loop(self, script: Path, names: Sequence[str]) -> Sample:
+        """The shell loop: `migrate-job migrate` once per database, one after the other."""
+        urls = " ".join(self.url(name, proxied=True) for name in names)
+        env = self.fleet_env({fleet_tools.URLS_VAR: urls})
+        with self.counting(True) as box:
+            p = check(run_proc(["bash", str(script)], env, cwd=self.work), "shell loop")
+        return Sample(p.wall, p.cpu, p.maxrss_kb, box[0].round_trips, box[0])
+
+    def fleet_scenario(self) -> None:
+        """The fleet command against the shell loop, each on fresh databases, interleaved per repeat."""
+        a = self.args
+        folder = self.work / f"fleet_migrations_{a.fleet_count}"
+        generate(folder, a.fleet_count, seed=a.seed)
+        targets_file = self.work / "targets.toml"
+        targets_file.write_text(fleet_tools.targets_toml(a.fleet_databases), encoding="utf-8")
+        script = self.work / "loop.sh"
+        script.write_text(fleet_tools.loop_script(self.installed or self.cli, str(folder)), encoding="utf-8")
+        report_file = self.work / "fleet-report.json"
+        d = a.fleet_databases
+        for r in range(max(a.repeat, a.fleet_loop_repeat)):
+            if r < a.repeat:
+                log(f"fleet {r + 1}/{a.repeat}: {d} databases, fleet migrate --parallel {a.fleet_parallel}")
+                names = self.fleet_databases("fleet")
+                self.add("fleet", self.fleet_run(folder, targets_file, names, report_file))
+                self.fleet_done(names, "fleet migrate")
+            if r < a.fleet_loop_repeat:
+                log(f"fleet {r + 1}/{a.fleet_loop_repeat}: {d} databases, a shell loop of migrate-job migrate")
+                names = self.fleet_databases("loop")
+                self.add("fleet_loop", self.fleet_loop(script, names))
+                self.fleet_done(names, "shell loop")
+        report = json.loads(report_file.read_text(encoding="utf-8"))
+        self.results["fleet_target_ms"] = tuple(int(t["duration_ms"]) for t in report["targets"])
 
     def calibrate(self, pings: int = 50) -> dict[str, Any]:
         """Self-check of the proxy: `pings` × SELECT 1 must count `pings` round trips (+ connect,
@@ -805,6 +886,41 @@ def side_by_side_section(bench: Bench) -> tuple[list[str], list[Goal]]:
     return out, goal_list
 
 
+FLEET_CREATED = (
+    "Each run gets fresh databases: `CREATE DATABASE … TEMPLATE template0 STRATEGY FILE_COPY` (about 20 ms each "
+    "on this throwaway server, fsync off; not timed), checked afterwards (every database has every migration "
+    "applied) and dropped."
+)
+
+
+def fleet_run(bench: Bench) -> fleet_tools.FleetRun:
+    """The fleet scenario's figures from its two series."""
+    a, s = bench.args, bench.series
+
+    def side(key: str) -> fleet_tools.Side:
+        ser = s[key]
+        last = ser.last_stats
+        return fleet_tools.Side(
+            walls=tuple(ser.walls()),
+            cpus=tuple(x.cpu for x in ser.samples),
+            rss_mb=ser.rss_mb,
+            round_trips=tuple(x.round_trips for x in ser.samples if x.round_trips is not None),
+            connections=last.connections if last else 0,
+        )
+
+    cli = _shown(bench.installed[0]) if bench.installed else "python -m job"
+    return fleet_tools.FleetRun(
+        databases=a.fleet_databases,
+        migrations=a.fleet_count,
+        parallel=a.fleet_parallel,
+        rtt_ms=a.rtt_ms,
+        fleet=side("fleet"),
+        loop=side("fleet_loop"),
+        target_ms=tuple(bench.results.get("fleet_target_ms", ())),
+        cli=cli,
+    )
+
+
 def report(bench: Bench) -> tuple[str, bool]:
     a = bench.args
     r = bench.results
@@ -896,6 +1012,11 @@ def report(bench: Bench) -> tuple[str, bool]:
     for name, measured, passed in targets:
         w(f"| {name} | {measured} | {'PASS' if passed else '**FAIL**'} |")
     w("")
+    fleet_goals: list[Goal] = []
+    if "fleet" in s and "fleet_loop" in s:
+        text, fleet_goals = fleet_tools.fleet_section(fleet_run(bench), how_created=FLEET_CREATED)
+        out.extend(text)
+        ok = ok and all(g.passed is not False for g in fleet_goals)
 
     w("## Other measurements\n")
     w("| measure | value |")
@@ -982,6 +1103,14 @@ def report(bench: Bench) -> tuple[str, bool]:
     w(
         f"Overall: {'all targets PASS' if all(t[2] for t in targets) else 'some targets FAIL'}; goals of issue 13: "
         + ", ".join(f"{count} {verdict.strip('*')}" for verdict, count in verdicts.items())
+        + (
+            "; fleet goals of issue 12: "
+            + ", ".join(
+                f"{count} {verdict.strip('*')}" for verdict, count in Counter(g.verdict for g in fleet_goals).items()
+            )
+            if fleet_goals
+            else ""
+        )
         + "."
     )
     return "\n".join(out) + "\n", ok
@@ -1023,10 +1152,24 @@ def main(argv: list[str] | None = None) -> int:
         help="also run migrate-job as a user installs it: a wheel of the checkout in its own venv (default on)",
     )
     parser.add_argument("--venv", type=Path, default=ROOT / ".dev" / "bench-venv", help="the venv of that install")
+    parser.add_argument(
+        "--fleet",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the fleet scenario: `fleet migrate --parallel P` against a shell loop of `migrate` (default on)",
+    )
+    parser.add_argument("--fleet-databases", type=int, default=100, help="databases of the fleet (default 100)")
+    parser.add_argument("--fleet-count", type=int, default=20, help="migrations per fleet database (default 20)")
+    parser.add_argument("--fleet-parallel", type=int, default=10, help="fleet migrate --parallel (default 10)")
+    parser.add_argument(
+        "--fleet-loop-repeat", type=int, default=1, help="runs of the shell loop (default 1: about a minute each)"
+    )
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target or goal fails")
     args = parser.parse_args(argv)
     if args.count < 1 or args.repeat < 1:
         parser.error("--count and --repeat must be at least 1")
+    if min(args.fleet_databases, args.fleet_count, args.fleet_parallel, args.fleet_loop_repeat) < 1:
+        parser.error("--fleet-databases, --fleet-count, --fleet-parallel and --fleet-loop-repeat must be at least 1")
 
     work = Path(tempfile.mkdtemp(prefix="migrate-job-bench-"))
     bench = Bench(args, work)
