@@ -149,17 +149,21 @@ class TableState:
         return self.relkind is not None
 
 
-# What `inspect` found, per connection and table: the history is inspected once per session (each look is a
-# round trip, which a far database or a fleet of hundreds feels), until `ensure` creates something.
+# What `inspect` found, per connection and table: an existing history table is inspected once per session (each
+# look is a round trip, which a far database or a fleet of hundreds feels). A missing one is looked for again
+# every time: another runner (or `migrate` beside `wait-for-version`) may create it meanwhile.
 _INSPECTED: weakref.WeakKeyDictionary[Connection, dict[tuple[str, str], TableState]] = weakref.WeakKeyDictionary()
 
 
 def inspect(conn: Connection, table: HistoryTable) -> TableState:
     known = _INSPECTED.setdefault(conn, {})
     key = (table.schema, table.table)
-    if key not in known:
-        known[key] = _inspect(conn, table)
-    return known[key]
+    if key in known:
+        return known[key]
+    state = _inspect(conn, table)
+    if state.exists:
+        known[key] = state
+    return state
 
 
 def _forget(conn: Connection) -> None:
