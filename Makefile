@@ -23,6 +23,7 @@ $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { echo "python3 -m venv failed: on Debian/Ubuntu run 'apt-get install python3-venv'"; exit 2; }
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev,aws]'
+	@$(PY) -m compileall -q job  # bytecode next to the sources, read even under PYTHONDONTWRITEBYTECODE
 	@touch $@
 
 # Offline validators for deploy/ (hadolint, kubernetes-validate, helm, check-jsonschema, parliament, shellcheck,

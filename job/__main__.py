@@ -1,5 +1,5 @@
 """`python -m job` is the same as the `migrate-job` command."""
 
-from job.cli import main
+from job.cli import entry
 
-raise SystemExit(main())
+entry()

@@ -7,11 +7,12 @@ migrate --dry-run) print their result on stdout and log to stderr, so their outp
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import os
 import signal
 import sys
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
@@ -432,7 +433,37 @@ def _install_signal_handlers() -> None:
     signal.signal(signal.SIGINT, handler)
 
 
-def main(argv: list[str] | None = None) -> int:
+def entry() -> None:
+    """The `migrate-job` command and `python -m job`: main() as a one-shot process, without the
+    interpreter's costs a one-shot run does not need (about a third of a no-op run's CPU).
+
+    Start-up allocates some 50,000 long-lived objects (psycopg, pydantic, structlog, our modules): the
+    cyclic garbage collector stays off while they are created and then freezes them, so later collections
+    never scan them again (it is back on for the run itself). At the end, once stdout and stderr are
+    flushed, the process exits at once instead of tearing every module down; every file the run writes
+    is closed by then, and no thread is left (fleet workers are joined before main returns).
+    """
+    gc.disable()
+    try:
+        code = main(_after_startup=_collect_from_now_on)
+    except SystemExit as exc:  # argparse: --help, --version, a usage error
+        if exc.code is None or isinstance(exc.code, int):
+            code = exc.code or 0
+        else:  # as the interpreter does: the message on stderr, exit 1
+            print(exc.code, file=sys.stderr)
+            code = 1
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe (`| head`) or a closed stream
+            stream.flush()
+    os._exit(code)
+
+
+def _collect_from_now_on() -> None:
+    gc.freeze()
+    gc.enable()
+
+
+def main(argv: list[str] | None = None, *, _after_startup: Callable[[], None] | None = None) -> int:
     """Entry point of `migrate-job` and `python -m job`; returns the exit code."""
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -441,7 +472,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     command = args.command or "migrate"
     _install_signal_handlers()
-    run_id = uuid.uuid4().hex[:12]
+    run_id = os.urandom(6).hex()  # 12 hex digits, as uuid4().hex[:12] gave (without importing uuid)
     started = time.monotonic()
 
     from job.config import early_log_format, load_settings
@@ -481,6 +512,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     from job import commands
     from job.config import parse_duration
+
+    if _after_startup is not None:
+        _after_startup()
 
     def seconds(value: str | None) -> float | None:
         try:

