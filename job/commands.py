@@ -10,12 +10,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import psycopg
 
 from job import cancel, db, guard, history, source
-from job.apply import Outcome, Runner, preview, section_transactional, statements_for, transaction_modes
 from job.callbacks import Callbacks
 from job.config import Settings
 from job.errors import CallbackFailed, ConfigError, JobError, MigrationFailed, SourceError, ValidationFailed
@@ -26,6 +25,9 @@ from job.lock import check_sql as lock_check_sql
 from job.plan import Plan, StatusRow, build_plan, rollback_plan
 from job.report import Log, audit_json, audit_table, redact_text, secrets_known, status_json, status_table
 from job.source import Migration
+
+if TYPE_CHECKING:
+    from job.apply import Outcome, Runner
 
 
 @dataclass
@@ -99,6 +101,8 @@ def placeholders_of(settings: Settings, *, offline: bool = False) -> source.Plac
 def check_pending(plan: Plan, *, single_transaction: bool = False) -> None:
     """Parse every pending migration before anything runs: bad SQL, or a file `create` made that is still
     empty, fails the run with exit 4."""
+    from job.apply import statements_for, transaction_modes
+
     for m in plan.pending:
         statements_for(m)
         refuse_template(m)
@@ -456,6 +460,8 @@ def rollback(
     action: str = "rollback",
 ) -> RunState:
     """Roll back (default: the last batch). Each down runs in a transaction with the removal of its row."""
+    from job.apply import section_transactional, statements_for
+
     migrations = load_files(settings)
     table = table_of(settings)
     if settings.dry_run:
@@ -633,6 +639,8 @@ def dry_run(
     settings: Settings, log: Log, migrations: list[Migration], out: TextIO, state: RunState | None = None
 ) -> RunState:
     """Print the plan and the exact SQL that would run; change nothing."""
+    from job.apply import preview
+
     state = state if state is not None else RunState()
     applied, load = planned_history(settings, log, migrations)
     plan = build_plan(migrations, applied, target=settings.target, allow_out_of_order=settings.allow_out_of_order)
@@ -698,6 +706,8 @@ def status(settings: Settings, log: Log, out: TextIO, fmt: str = "table", show_a
 
 def validate(settings: Settings, log: Log, out: TextIO) -> Plan:
     """Check files and history; raise ValidationFailed listing every problem."""
+    from job.apply import statements_for
+
     migrations = load_files(settings)
     load_callbacks(settings, log)  # a callback that does not parse is exit 4 too
     plan = build_plan(
@@ -778,6 +788,8 @@ def make_runner(
     applied: list[Any],
     hooks: Callbacks | None = None,
 ) -> Runner:
+    from job.apply import Runner
+
     return Runner(
         conn,
         settings,
@@ -1155,6 +1167,8 @@ def check_sum_file(settings: Settings, migrations: list[Migration]) -> None:
 def parse_problems(migrations: list[Migration]) -> list[Problem]:
     """Every up and down section checked as the runner would before running it (syntax errors with file:line),
     and no migration that `create` wrote and nobody filled in."""
+    from job.apply import statements_for
+
     found: list[Problem] = []
     for m in migrations:
         checks: list[Callable[[], object]] = [partial(statements_for, m), partial(refuse_template, m)]
@@ -1169,6 +1183,8 @@ def parse_problems(migrations: list[Migration]) -> list[Problem]:
 
 
 def _check_down(m: Migration, down: source.Section) -> None:
+    from job.apply import section_transactional, statements_for
+
     statements_for(m, down, transactional=section_transactional(m, down))
 
 

@@ -7,6 +7,8 @@ real process, as a user or an orchestrator does.
 from __future__ import annotations
 
 import gc
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -85,12 +87,15 @@ def test_garbage_collection_is_back_on_for_the_run(tmp_path: Path, monkeypatch: 
         raise Exited(code)
 
     monkeypatch.setattr(cli, "main", main_with_probe)
-    monkeypatch.setattr(cli.os, "_exit", fake_exit)
+    monkeypatch.setattr(os, "_exit", fake_exit)
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}  # main() installs its own
     try:
         with pytest.raises(Exited) as exc:
             cli.entry()
     finally:
         gc.unfreeze()
         gc.enable()
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
     assert exc.value.args == (0,)
     assert seen == {"off_at_start": True, "on_for_the_run": True, "startup_frozen": True}

@@ -116,9 +116,9 @@ def test_a_signal_cancels_every_running_target() -> None:
     seen: list[int | None] = []
 
     def work(target: Target, scope: cancel.Scope) -> TargetResult:
-        started.set()
         with cancel.scope(scope):
             try:
+                started.set()
                 cancel.sleep(30)
             except BaseException:
                 seen.append(scope.signum)
@@ -129,8 +129,8 @@ def test_a_signal_cancels_every_running_target() -> None:
         raise Interrupted(signum)
 
     def send_sigterm() -> None:
-        started.wait(10)
-        os.kill(os.getpid(), signal.SIGTERM)
+        if started.wait(60):  # never a late signal into whatever test runs next
+            os.kill(os.getpid(), signal.SIGTERM)
 
     previous = signal.signal(signal.SIGTERM, handler)  # what job.cli installs
     try:
