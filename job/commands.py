@@ -101,6 +101,8 @@ def placeholders_of(settings: Settings, *, offline: bool = False) -> source.Plac
 def check_pending(plan: Plan, *, single_transaction: bool = False) -> None:
     """Parse every pending migration before anything runs: bad SQL, or a file `create` made that is still
     empty, fails the run with exit 4."""
+    if not plan.pending:
+        return
     from job.apply import statements_for, transaction_modes
 
     for m in plan.pending:
