@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
@@ -472,7 +473,7 @@ def main(argv: list[str] | None = None, *, _after_startup: Callable[[], None] | 
     args = parser.parse_args(argv)
     command = args.command or "migrate"
     _install_signal_handlers()
-    run_id = os.urandom(6).hex()  # 12 hex digits, as uuid4().hex[:12] gave (without importing uuid)
+    run_id = uuid.uuid4().hex[:12]
     started = time.monotonic()
 
     from job.config import early_log_format, load_settings

@@ -25,6 +25,7 @@ from job.lock import check_sql as lock_check_sql
 from job.plan import Plan, StatusRow, build_plan, rollback_plan
 from job.report import Log, audit_json, audit_table, redact_text, secrets_known, status_json, status_table
 from job.source import Migration
+from job.statements import section_transactional, statements_for, transaction_modes
 
 if TYPE_CHECKING:
     from job.apply import Outcome, Runner
@@ -101,10 +102,6 @@ def placeholders_of(settings: Settings, *, offline: bool = False) -> source.Plac
 def check_pending(plan: Plan, *, single_transaction: bool = False) -> None:
     """Parse every pending migration before anything runs: bad SQL, or a file `create` made that is still
     empty, fails the run with exit 4."""
-    if not plan.pending:
-        return
-    from job.apply import statements_for, transaction_modes
-
     for m in plan.pending:
         statements_for(m)
         refuse_template(m)
@@ -462,8 +459,6 @@ def rollback(
     action: str = "rollback",
 ) -> RunState:
     """Roll back (default: the last batch). Each down runs in a transaction with the removal of its row."""
-    from job.apply import section_transactional, statements_for
-
     migrations = load_files(settings)
     table = table_of(settings)
     if settings.dry_run:
@@ -708,8 +703,6 @@ def status(settings: Settings, log: Log, out: TextIO, fmt: str = "table", show_a
 
 def validate(settings: Settings, log: Log, out: TextIO) -> Plan:
     """Check files and history; raise ValidationFailed listing every problem."""
-    from job.apply import statements_for
-
     migrations = load_files(settings)
     load_callbacks(settings, log)  # a callback that does not parse is exit 4 too
     plan = build_plan(
@@ -1169,8 +1162,6 @@ def check_sum_file(settings: Settings, migrations: list[Migration]) -> None:
 def parse_problems(migrations: list[Migration]) -> list[Problem]:
     """Every up and down section checked as the runner would before running it (syntax errors with file:line),
     and no migration that `create` wrote and nobody filled in."""
-    from job.apply import statements_for
-
     found: list[Problem] = []
     for m in migrations:
         checks: list[Callable[[], object]] = [partial(statements_for, m), partial(refuse_template, m)]
@@ -1185,8 +1176,6 @@ def parse_problems(migrations: list[Migration]) -> list[Problem]:
 
 
 def _check_down(m: Migration, down: source.Section) -> None:
-    from job.apply import section_transactional, statements_for
-
     statements_for(m, down, transactional=section_transactional(m, down))
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from psycopg import sql
 
 from job import history
-from job.apply import Runner, statements_for
+from job.apply import Runner
 from job.config import Settings
 from job.db import Connection
 from job.errors import ValidationFailed
@@ -29,6 +29,7 @@ from job.plan import Applied
 from job.report import Log
 from job.source import Migration
 from job.sqlscan import IndexTarget, index_target
+from job.statements import statements_for
 
 _INVALID_BY_NAME = """
 SELECT i.indexrelid::regclass::text FROM pg_index i

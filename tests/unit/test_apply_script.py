@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from job.apply import section_transactional, statements_for, timeouts_ms, transaction_modes
+from job.apply import timeouts_ms
 from job.config import load_settings
 from job.errors import SourceError
 from job.script import Block, Session, build
 from job.source import Migration, load
 from job.sqlscan import Statement
+from job.statements import section_transactional, statements_for, transaction_modes
 
 
 @pytest.fixture(autouse=True)

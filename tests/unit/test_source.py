@@ -700,7 +700,7 @@ def test_other_tools_no_transaction_directives(
 
 def test_goose_no_transaction_applies_to_down(tmp_path: Path) -> None:
     """goose's NO TRANSACTION covers both the Up and the Down section."""
-    from job.apply import section_transactional
+    from job.statements import section_transactional
 
     m = load_one(
         tmp_path, "0001_t.sql", "-- +goose NO TRANSACTION\n-- +goose Up\nselect 1;\n-- +goose Down\nselect 2;\n"
@@ -711,7 +711,7 @@ def test_goose_no_transaction_applies_to_down(tmp_path: Path) -> None:
 
 def test_sql_migrate_notransaction_option(tmp_path: Path) -> None:
     """sql-migrate's `-- +migrate Up notransaction` runs that section outside a transaction."""
-    from job.apply import section_transactional
+    from job.statements import section_transactional
 
     body = "-- +migrate Up notransaction\nselect 1;\n-- +migrate Down\nselect 2;\n"
     m = load_one(tmp_path, "0001_t.sql", body)
