@@ -67,6 +67,8 @@ ADOPT_SETTINGS_HINT = "MIGRATE_ADOPT_COLUMN (the column that holds the version o
 
 @dataclass(frozen=True)
 class Legacy:
+    """Another tool's tracking table found in the database: where it is, its columns, which tool it is."""
+
     schema: str
     table: str
     columns: dict[str, str]  # name -> data type

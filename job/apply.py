@@ -1,7 +1,8 @@
 """Execute a plan on the session that holds the advisory lock.
 
 Transactional migrations: each is one transaction with its history row,
-    BEGIN; RESET …; SET LOCAL lock_timeout …; <statements>; <lock check>; INSERT history row; COMMIT;
+    BEGIN; RESET …; SELECT set_config('lock_timeout', …, true), …; <statements>; <lock check>; INSERT history
+    row; COMMIT;
 and consecutive ones are pipelined: sent together in one message (one network round trip), each
 committed and reported as its COMMIT's result arrives (job/script.py builds the text and attributes
 results). A file's own BEGIN/COMMIT are dropped (its body joins our transaction). A lock timeout (55P03)
@@ -42,6 +43,7 @@ from job.script import (
     Block,
     Script,
     Session,
+    Setting,
     build,
     callback_script,
     chunks,
@@ -74,7 +76,7 @@ PIPELINE_MAX_COUNT = 1000  # ... and at most this many migrations
 def session_for(server_version: int, lock_check: str | None) -> Session:
     """The job's own settings, re-applied before every migration, for a server of this version."""
     if server_version >= 140000:
-        return Session((f"client_connection_check_interval = {ORPHAN_CHECK_MS}",), lock_check)
+        return Session((("client_connection_check_interval", str(ORPHAN_CHECK_MS)),), lock_check)
     return Session((), lock_check)
 
 
@@ -113,13 +115,14 @@ class HistoryTemplates:
     def __init__(self, table: HistoryTable, row: dict[str, Any]) -> None:
         self.table = table
         self.row = row
-        self._cache: dict[bool, str] = {}
+        self._cache: dict[bool, list[str | int]] = {}
 
     @staticmethod
     def _sentinel(field: str) -> str:
         return f"migrate_job_sentinel_{field}_7f3a9c"
 
-    def _template(self, down: bool) -> str:
+    def _template(self, down: bool) -> list[str | int]:
+        """The statement as text chunks and field numbers (index into _FIELDS), split once per direction."""
         if down not in self._cache:
             row = {**self.row, **{f: self._sentinel(f) for f in self._FIELDS}}
             if down:
@@ -134,16 +137,21 @@ class HistoryTemplates:
                 text = history.applied_row_sql(
                     self.table, row, elapsed=sql.SQL(SINCE_MARK_MS), returning=sql.SQL("execution_ms")
                 )
-            self._cache[down] = text
+            quoted = {sql.Literal(self._sentinel(f)).as_string(None): i for i, f in enumerate(self._FIELDS)}
+            pattern = re.compile("|".join(re.escape(k) for k in quoted))
+            chunks: list[str | int] = []
+            last = 0
+            for found in pattern.finditer(text):
+                chunks += [text[last : found.start()], quoted[found.group(0)]]
+                last = found.end()
+            chunks.append(text[last:])
+            self._cache[down] = chunks
         return self._cache[down]
 
     def sql(self, row: dict[str, Any], *, down: bool) -> str:
-        literals = {
-            sql.Literal(self._sentinel(f)).as_string(None): sql.Literal(row.get(f)).as_string(None)
-            for f in self._FIELDS
-        }
-        pattern = re.compile("|".join(re.escape(k) for k in literals))  # one pass: values are never rescanned
-        return pattern.sub(lambda m: literals[m.group(0)], self._template(down))
+        """The statement for `row`: its literals put between the template's chunks (values are never rescanned)."""
+        literals = [sql.Literal(row.get(f)).as_string(None) for f in self._FIELDS]
+        return "".join(c if isinstance(c, str) else literals[c] for c in self._template(down))
 
 
 def _around(callbacks: Callbacks) -> dict[str, Any]:
@@ -153,10 +161,9 @@ def _around(callbacks: Callbacks) -> dict[str, Any]:
     }
 
 
-def activity_name(settings: Settings, m: Migration) -> str:
-    """`application_name = '<prefix>:migrate <version>'`: pg_stat_activity shows which migration runs."""
-    label = f"{settings.application_name}:migrate {m.key}"[:63]
-    return f"application_name = {sql.Literal(label).as_string(None)}"
+def activity_name(settings: Settings, m: Migration) -> Setting:
+    """application_name `<prefix>:migrate <version>`: pg_stat_activity shows which migration runs."""
+    return ("application_name", f"{settings.application_name}:migrate {m.key}"[:63])
 
 
 def preview(m: Migration, settings: Settings, table: HistoryTable, lock_check: str | None) -> str:
@@ -173,6 +180,8 @@ def preview(m: Migration, settings: Settings, table: HistoryTable, lock_check: s
 
 @dataclass
 class Outcome:
+    """One migration this run applied (or rolled back): its server-measured duration and attempts."""
+
     migration: Migration
     elapsed_ms: int
     attempts: int = 1
@@ -554,7 +563,7 @@ class Runner:
                 exc.fields["version"] = m.key
                 raise
 
-    def _callback_tx(self, cb: Callback, own: tuple[str, ...] = ()) -> None:
+    def _callback_tx(self, cb: Callback, own: tuple[Setting, ...] = ()) -> None:
         script = callback_script(
             cb.statements, cb, self.session, self.settings.lock_timeout_ms, self.settings.statement_timeout_ms, own
         )

@@ -36,6 +36,8 @@ _INSTANCE_HOST = re.compile(
 
 @dataclass(frozen=True)
 class BackupResult:
+    """What the pre-migration backup produced: its kind, where it is, how long it took."""
+
     kind: str
     location: str
     elapsed_ms: int

@@ -33,6 +33,8 @@ FOLDER = "callbacks"
 
 @dataclass(frozen=True)
 class Callback:
+    """One callback file (Flyway's beforeMigrate, afterEachMigrate, ...): its event and SQL."""
+
     event: str
     path: Path
     section: Section
@@ -45,6 +47,8 @@ class Callback:
 
 @dataclass(frozen=True)
 class Callbacks:
+    """The folder's callbacks by event, and the files that looked like callbacks but are ignored."""
+
     by_event: dict[str, tuple[Callback, ...]] = field(default_factory=dict)
     ignored: tuple[Path, ...] = ()
 

@@ -33,6 +33,8 @@ EXTRA_KEYS = {"database_url_env"}
 
 @dataclass(frozen=True)
 class ConfigFile:
+    """A parsed migrate.toml (or pyproject.toml's [tool.migrate-job]): shared and per-env values."""
+
     path: Path
     text: str
     shared: dict[str, Any] = field(default_factory=dict)

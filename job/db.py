@@ -353,6 +353,8 @@ class InvalidConnectionOption(psycopg.OperationalError):
 
 @dataclass(frozen=True)
 class StartupFailure:
+    """Why a connection attempt failed, and whether retrying can help."""
+
     retry: bool
     reason: str  # libpq's/the server's message, one line, without the password
     why: str  # for a failure not retried: why retrying would not help

@@ -53,6 +53,8 @@ class TargetResult:
 
 @dataclass
 class FleetReport:
+    """The outcome of a fleet command: one result per target, and why targets were not started."""
+
     command: str
     results: list[TargetResult]
     signum: int | None = None

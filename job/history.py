@@ -45,6 +45,8 @@ COLUMNS = (
 
 @dataclass(frozen=True)
 class HistoryTable:
+    """The schema and name of the history table (its audit table is `<table>_log`)."""
+
     schema: str
     table: str
 

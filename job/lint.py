@@ -95,6 +95,8 @@ WARNING = "warning"
 
 @dataclass(frozen=True)
 class Rule:
+    """One lint rule: its id, severity and the safer alternative it suggests."""
+
     id: str
     name: str
     severity: str  # "error" | "warning"
@@ -104,6 +106,8 @@ class Rule:
 
 @dataclass(frozen=True)
 class Finding:
+    """One lint finding: the rule, where it is (file:line:column) and the message."""
+
     rule: str
     severity: str
     file: str
@@ -342,6 +346,8 @@ _REWRITES = {
 
 @dataclass(frozen=True)
 class _Type:
+    """A column type as lint compares it: name, integer modifiers, array or not."""
+
     name: str
     mods: tuple[int, ...] | None  # None: a modifier that is not a plain integer
     array: bool

@@ -41,6 +41,8 @@ class Applied:
 
 @dataclass(frozen=True)
 class Problem:
+    """Something that stops a run: a modified, missing or failed migration, out of order, bad target."""
+
     kind: str  # modified | missing | failed | out_of_order | unknown_target
     version: str
     message: str
@@ -48,6 +50,8 @@ class Problem:
 
 @dataclass(frozen=True)
 class StatusRow:
+    """One row of `status`: a migration's state with what the history recorded of it."""
+
     version: str
     name: str
     state: str  # applied | pending | failed | missing | modified
@@ -63,6 +67,8 @@ class StatusRow:
 
 @dataclass(frozen=True)
 class Plan:
+    """What a run will do: the pending migrations, the problems that block it, the status rows."""
+
     pending: tuple[Migration, ...]
     problems: tuple[Problem, ...]
     rows: tuple[StatusRow, ...]

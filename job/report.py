@@ -26,10 +26,15 @@ _KV_PASSWORD = re.compile(r"(?P<pre>\bpassword\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*'|\
 
 def redact_text(text: str, secrets: Sequence[str]) -> str:
     for secret in secrets:
-        if secret:
+        if secret and secret in text:
             text = text.replace(secret, "***")
-    text = _URL_PASSWORD.sub(r"\g<pre>***\g<post>", text)
-    return _KV_PASSWORD.sub(r"\g<pre>***", text)
+    # Each pattern only where it can match (a URL has "://", a key=value password says "password"): most
+    # values (versions, file names, counts) skip both scans.
+    if "://" in text:
+        text = _URL_PASSWORD.sub(r"\g<pre>***\g<post>", text)
+    if "password" in text.casefold():
+        text = _KV_PASSWORD.sub(r"\g<pre>***", text)
+    return text
 
 
 _SECRETS: list[str] = []
@@ -57,6 +62,8 @@ class Redactor:
     def _clean(self, value: Any) -> Any:
         if isinstance(value, str):
             return redact_text(value, self.secrets)
+        if value is None or isinstance(value, bool | int | float):
+            return value
         if isinstance(value, dict):
             return {k: self._clean(v) for k, v in value.items()}
         if isinstance(value, list | tuple):

@@ -72,6 +72,8 @@ class Convention:
 
 @dataclass(frozen=True)
 class NewFile:
+    """A file `create` writes: its path and text."""
+
     path: Path
     text: str
 

@@ -10,10 +10,11 @@ result number i is piece i: the same attribution serves the three ways of sendin
 
 Every migration block starts from the same session state (the job's settings re-applied after RESET ALL,
 RESET SESSION AUTHORIZATION and RESET ROLE, so a `SET search_path` or `SET ROLE` in one file never leaks
-into the next), checks before its history row that the session still holds the advisory lock, and writes
-that row (INSERT … RETURNING execution_ms, measured on the server) before its COMMIT. In a pipeline, a tiny
-DO block that raises a NOTICE follows each COMMIT: PostgreSQL flushes its output on every notice, so the
-COMMIT's result reaches us while the next migration runs.
+into the next; one SELECT of set_config calls sets the timeouts, the job's settings and the start mark, so
+the prelude costs one result, not one per setting), checks before its history row that the session still
+holds the advisory lock, and writes that row (INSERT … RETURNING execution_ms, measured on the server)
+before its COMMIT. In a pipeline, a tiny DO block that raises a NOTICE follows each COMMIT: PostgreSQL
+flushes its output on every notice, so the COMMIT's result reaches us while the next migration runs.
 """
 
 from __future__ import annotations
@@ -27,19 +28,46 @@ FLUSH_NOTICE = "migrate-job: committed"
 FLUSH_SQL = f"DO $migrate_job$ BEGIN RAISE NOTICE '{FLUSH_NOTICE}'; END $migrate_job$"
 SESSION_RESET = ("RESET ALL", "RESET SESSION AUTHORIZATION", "RESET ROLE")
 # Per-migration start time: now() is the start of the whole message (all transactions of a pipeline) or of the
-# single transaction, so each migration's execution_ms is measured from this mark instead.
-MARK_START = "SELECT pg_catalog.set_config('migrate_job.started', pg_catalog.clock_timestamp()::text, true)"
+# single transaction, so each migration's execution_ms is measured from this mark (the last call of the prelude).
+MARK_START = "pg_catalog.set_config('migrate_job.started', pg_catalog.clock_timestamp()::text, true)"
 SINCE_MARK_MS = (  # a migration that ran RESET ALL erased the mark: then measured from the message's start
     "(extract(epoch FROM pg_catalog.clock_timestamp() - coalesce(nullif("
     "pg_catalog.current_setting('migrate_job.started', true), '')::timestamptz, pg_catalog.now())) * 1000)::integer"
 )
 
 
+Setting = tuple[str, str]  # (parameter, value as text), e.g. ("application_name", "app:migrate 7")
+
+
+def literal(text: str) -> str:
+    """`text` as a SQL string literal, read alike whatever standard_conforming_strings is (as psycopg quotes)."""
+    if "\\" in text:
+        return "E'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
+    return "'" + text.replace("'", "''") + "'"
+
+
+def settings_sql(values: Sequence[Setting], *, local: bool, mark: bool = False) -> str:
+    """One statement setting every parameter: `SELECT pg_catalog.set_config(name, value, local), …`.
+
+    `local`: for the current transaction only (SET LOCAL), else for the session (SET). `mark`: also record the
+    migration's start time (MARK_START), last, once the timeouts are in force.
+    """
+    flag = "true" if local else "false"
+    calls = [f"pg_catalog.set_config({literal(name)}, {literal(value)}, {flag})" for name, value in values]
+    if mark:
+        calls.append(MARK_START)
+    return "SELECT " + ", ".join(calls)
+
+
+def timeouts(lock_ms: int, statement_ms: int) -> tuple[Setting, Setting]:
+    return ("lock_timeout", str(lock_ms)), ("statement_timeout", str(statement_ms))
+
+
 @dataclass(frozen=True)
 class Session:
     """The job's own statements around every migration: settings to re-apply, and the lock check."""
 
-    settings: tuple[str, ...] = ()  # e.g. "client_connection_check_interval = 2000", "search_path = t1, public"
+    settings: tuple[Setting, ...] = ()  # e.g. ("client_connection_check_interval", "2000")
     lock_check: str | None = None  # a statement that fails unless the session holds the advisory lock
 
 
@@ -51,7 +79,7 @@ class Block:
     lock_ms: int
     statement_ms: int
     history_sql: str  # INSERT … RETURNING execution_ms (apply) or DELETE (rollback)
-    settings: tuple[str, ...] = ()  # this migration's own SET LOCALs, e.g. "application_name = '…:migrate 7'"
+    settings: tuple[Setting, ...] = ()  # this migration's own, e.g. ("application_name", "…:migrate 7")
     # Callbacks around the migration's SQL, in its transaction: (what it is, e.g. a Callback, its statements).
     before: Sequence[tuple[object, Sequence[Statement]]] = ()
     after: Sequence[tuple[object, Sequence[Statement]]] = ()
@@ -74,6 +102,8 @@ class Piece:
 
 @dataclass(frozen=True)
 class Script:
+    """The text of one message and its pieces: piece i is the statement whose result is number i."""
+
     text: str
     pieces: tuple[Piece, ...]
     single_transaction: bool = False
@@ -145,10 +175,8 @@ def _sets_transaction(st: Statement) -> bool:
 def _prelude(b: _Builder, block: Block, session: Session, mig: int) -> None:
     for reset in SESSION_RESET:
         b.add(reset, "job", mig)
-    b.add(f"SET LOCAL lock_timeout = {block.lock_ms}", "job", mig)
-    b.add(f"SET LOCAL statement_timeout = {block.statement_ms}", "job", mig)
-    for setting in (*session.settings, *block.settings):
-        b.add(f"SET LOCAL {setting}", "job", mig)
+    values = (*timeouts(block.lock_ms, block.statement_ms), *session.settings, *block.settings)
+    b.add(settings_sql(values, local=True, mark=True), "job", mig)
 
 
 def _tail(b: _Builder, block: Block, session: Session, mig: int) -> None:
@@ -172,7 +200,6 @@ def build(blocks: Sequence[Block], session: Session, *, single_transaction: bool
         if stmts and not single_transaction and _sets_transaction(stmts[0]):
             b.add("", "sql", mig, stmts.pop(0))  # the file's BEGIN ISOLATION LEVEL …: before any query
         _prelude(b, block, session, mig)
-        b.add(MARK_START, "job", mig)
         for origin, callback_stmts in block.before:
             for st in callback_stmts:
                 b.add("", "callback", mig, st, origin)
@@ -195,32 +222,24 @@ def callback_script(
     session: Session,
     lock_ms: int,
     statement_ms: int,
-    own: tuple[str, ...] = (),
+    own: tuple[Setting, ...] = (),
 ) -> Script:
     """A transactional callback (beforeMigrate, afterMigrate, afterMigrateError) as one transaction."""
     b = _Builder()
     b.add("BEGIN", "job", 0)
     for reset in SESSION_RESET:
         b.add(reset, "job", 0)
-    b.add(f"SET LOCAL lock_timeout = {lock_ms}", "job", 0)
-    b.add(f"SET LOCAL statement_timeout = {statement_ms}", "job", 0)
-    for setting in (*session.settings, *own):
-        b.add(f"SET LOCAL {setting}", "job", 0)
+    b.add(settings_sql((*timeouts(lock_ms, statement_ms), *session.settings, *own), local=True), "job", 0)
     for st in stmts:
         b.add("", "callback", 0, st, origin)
     b.add("COMMIT", "commit", 0)
     return Script("".join(b.parts).rstrip("\n"), tuple(b.pieces))
 
 
-def session_sql(session: Session, lock_ms: int, statement_ms: int, own: tuple[str, ...] = ()) -> str:
-    """The prelude of a non-transactional migration (autocommit, so plain SET, not SET LOCAL)."""
-    statements = [
-        *SESSION_RESET,
-        f"SET lock_timeout = {lock_ms}",
-        f"SET statement_timeout = {statement_ms}",
-        *(f"SET {s}" for s in (*session.settings, *own)),
-    ]
-    return ";\n".join(statements) + ";"
+def session_sql(session: Session, lock_ms: int, statement_ms: int, own: tuple[Setting, ...] = ()) -> str:
+    """The prelude of a non-transactional migration (autocommit, so session settings, not transaction-local)."""
+    values = (*timeouts(lock_ms, statement_ms), *session.settings, *own)
+    return ";\n".join([*SESSION_RESET, settings_sql(values, local=False)]) + ";"
 
 
 def chunks(sizes: Sequence[int], *, max_bytes: int, max_count: int) -> list[tuple[int, int]]:

@@ -225,6 +225,8 @@ def snapshot(settings: Settings, conn: Connection, table: HistoryTable) -> str:
 
 @dataclass
 class _Segment:
+    """A run of lines of a schema dump that sorts as one unit."""
+
     kind: str  # "preamble" | "block" | "glue" | "trailer"
     lines: list[str]
     key: Key = ("", "", "")

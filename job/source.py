@@ -170,6 +170,8 @@ class Section:
 
 @dataclass(frozen=True)
 class Migration:
+    """One migration file (or up/down pair) as read from the folder: version, sections, checksums."""
+
     version: Version | None  # None for a repeatable (Flyway R__) migration
     name: str
     path: Path
@@ -247,6 +249,8 @@ _ROLLBACK_SUFFIXES = ("_rollback", ".rollback")
 
 @dataclass(frozen=True)
 class _Name:
+    """What a file name says: its layout family, version, name and role (up, down, repeatable)."""
+
     family: str  # numbered | golang | flyway | pattern
     version: Version | None
     name: str

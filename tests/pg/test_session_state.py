@@ -67,3 +67,25 @@ def test_what_a_migration_sets_does_not_reach_the_next(
     assert usr == query(db_url, "SELECT current_user")[0][0]
     assert (path, lock, stmt, app) == ('"$user", public', "5s", "0", "migrate-job:migrate 3")
     assert query(db_url, "SELECT to_regclass('public.after_change') IS NOT NULL") == [(True,)]
+
+
+@pytest.mark.parametrize(("env", "directive"), MODES)
+def test_the_job_settings_keep_odd_values_exactly(
+    db_url: str, tmp_path: Path, env: dict[str, str], directive: str
+) -> None:
+    """An application name with a quote and a backslash reaches the server unchanged, even where the database
+    reads string literals the old way (standard_conforming_strings = off)."""
+    dbname = query(db_url, "SELECT current_database()")[0][0]
+    execute(db_url, f'ALTER DATABASE "{dbname}" SET standard_conforming_strings = off')
+    name = "o'neil\\deploy"
+    write(
+        tmp_path,
+        {
+            "1_probe.sql": "CREATE TABLE probe (usr text, path text, lock text, stmt text, app text);\n",
+            "2_record.sql": directive + PROBE,
+        },
+    )
+    result = migrate(db_url, tmp_path, MIGRATE_APPLICATION_NAME=name, MIGRATE_LOCK_TIMEOUT="7s", **env)
+    assert result.returncode == 0, result.describe()
+    [(_usr, _path, lock, stmt, app)] = query(db_url, "SELECT * FROM probe")
+    assert (lock, stmt, app) == ("7s", "0", f"{name}:migrate 2")

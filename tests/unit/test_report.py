@@ -30,6 +30,9 @@ from job.report import Redactor, redact_text, status_table
         ("host=db password='it\\'s secret' dbname=app", "secret"),
         ("host=db PASSWORD=UPPERKV", "UPPERKV"),
         ("postgresql://db/app?password=querypw&sslmode=require", "querypw"),
+        ("host=db PaSsWoRd=MixedKV", "MixedKV"),
+        ("host=db pa\u017f\u017fword=longs", "longs"),  # IGNORECASE matches the long s; so must the quick check
+        ("Postgres://app:MixedScheme@db/app", "MixedScheme"),
     ],
 )
 def test_redact_text_removes_passwords(text: str, secret_part: str) -> None:

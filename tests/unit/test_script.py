@@ -14,6 +14,7 @@ from job.script import (
     Session,
     build,
     chunks,
+    literal,
     session_sql,
 )
 from job.sqlscan import Statement, split
@@ -26,7 +27,7 @@ STMT_SETS: list[list[str]] = [
     ["insert into t values ('héllo 😀')", "select 'ü' -- ü", "select 3"],
     ["do $$ begin perform 1; perform 2; end $$", "select $fn$;$fn$"],
 ]
-SESSION = Session(("client_connection_check_interval = 2000",), "select 'lock check'")
+SESSION = Session((("client_connection_check_interval", "2000"),), "select 'lock check'")
 
 
 def statements(texts: list[str]) -> list[Statement]:
@@ -38,7 +39,7 @@ def statements(texts: list[str]) -> list[Statement]:
 
 
 def block(texts: list[str], n: int = 1, lock_ms: int = 5000, statement_ms: int = 0) -> Block:
-    return Block(statements(texts), lock_ms, statement_ms, f"insert into history values ({n})", (f"own = {n}",))
+    return Block(statements(texts), lock_ms, statement_ms, f"insert into history values ({n})", (("own.n", str(n)),))
 
 
 def parsed(script: Script) -> list[str]:
@@ -49,11 +50,10 @@ def parsed(script: Script) -> list[str]:
 def migration_part(texts: list[str], n: int) -> list[str]:
     return [
         *SESSION_RESET,
-        "SET LOCAL lock_timeout = 5000",
-        "SET LOCAL statement_timeout = 0",
-        "SET LOCAL client_connection_check_interval = 2000",
-        f"SET LOCAL own = {n}",
-        MARK_START,
+        "SELECT pg_catalog.set_config('lock_timeout', '5000', true), "
+        "pg_catalog.set_config('statement_timeout', '0', true), "
+        "pg_catalog.set_config('client_connection_check_interval', '2000', true), "
+        f"pg_catalog.set_config('own.n', '{n}', true), {MARK_START}",
         *texts,
         "RESET ROLE",
         "select 'lock check'",
@@ -138,15 +138,33 @@ def test_error_position_in_another_migration_is_ignored() -> None:
 
 
 def test_non_transactional_prelude_uses_session_settings() -> None:
-    """Outside a transaction the job resets the session and sets its values with plain SET."""
-    text = session_sql(SESSION, 250, 60_000, ("application_name = 'x'",))
+    """Outside a transaction the job resets the session and sets its values for the session, in one statement."""
+    text = session_sql(SESSION, 250, 60_000, (("application_name", "x"),))
     assert [s.text for s in split(text)] == [
         *SESSION_RESET,
-        "SET lock_timeout = 250",
-        "SET statement_timeout = 60000",
-        "SET client_connection_check_interval = 2000",
-        "SET application_name = 'x'",
+        "SELECT pg_catalog.set_config('lock_timeout', '250', false), "
+        "pg_catalog.set_config('statement_timeout', '60000', false), "
+        "pg_catalog.set_config('client_connection_check_interval', '2000', false), "
+        "pg_catalog.set_config('application_name', 'x', false)",
     ]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("plain", "'plain'"),
+        ("it's", "'it''s'"),
+        ("back\\slash", "E'back\\\\slash'"),
+        ("both\\'", "E'both\\\\'''"),
+        ("", "''"),
+    ],
+)
+def test_setting_values_are_quoted_as_psycopg_quotes_them(value: str, expected: str) -> None:
+    """A setting's value is a string literal that reads the same with standard_conforming_strings on or off."""
+    from psycopg import sql
+
+    assert literal(value) == expected
+    assert sql.Literal(value).as_string(None).strip() == expected
 
 
 @pytest.mark.parametrize(

@@ -215,9 +215,9 @@ PLAIN_FILES = [
 @pytest.mark.parametrize("text", PLAIN_FILES)
 def test_plain_files_split_like_the_full_parse(text: str) -> None:
     """A file with no special word takes the fast path: exactly the statements and offsets of the full parse."""
-    from job.sqlscan import _SPECIAL_WORDS, _parser
+    from job.sqlscan import _parser, _plain
 
-    assert _SPECIAL_WORDS.search(text) is None
+    assert _plain(text)
     fast = [(s.text, s.offset, s.non_transactional, s.transaction_control) for s in split(text)]
     full = []
     for raw in _parser().parse_sql(text):
@@ -227,6 +227,50 @@ def test_plain_files_split_like_the_full_parse(text: str) -> None:
         if stripped.strip():
             full.append((stripped.rstrip(), start + len(body) - len(stripped), False, None))
     assert fast == full
+
+
+SPECIAL_WORDS = [
+    "concurrently",
+    "vacuum",
+    "system",
+    "database",
+    "tablespace",
+    "subscription",
+    "reindex",
+    "detach",
+    "discard",
+    "pg_advisory",
+    "begin",
+    "start",
+    "commit",
+    "end",
+    "abort",
+    "rollback",
+    "savepoint",
+    "release",
+    "prepare",
+    "copy",
+    "lock",
+    "local",
+    "declare",
+    "transaction",
+    "constraints",
+    "call",
+    "do",
+    "procedure",
+    "function",
+]
+
+
+@pytest.mark.parametrize("word", SPECIAL_WORDS)
+@pytest.mark.parametrize("case", [str.lower, str.upper, str.title])
+def test_a_special_word_in_any_case_takes_the_full_analysis(word: str, case: object) -> None:
+    """The quick check sees each word however it is written (PostgreSQL's keywords ignore ASCII case)."""
+    from job.sqlscan import _plain
+
+    assert callable(case)
+    assert not _plain(f"select 1;\n{case(word)} x;\n")
+    assert not _plain("select $q$ 1 $q$")
 
 
 def test_a_syntax_error_in_a_plain_file_is_found_by_the_fast_path_too() -> None:
