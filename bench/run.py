@@ -1,6 +1,6 @@
 """migrate-job benchmark: round trips, latency, no-op cost, planning, memory; beside node-pg-migrate, dbmate, psql.
 
-    python bench/run.py [--count 200] [--rtt-ms 10] [--repeat 3] [--plan-files 10000] [--output bench/RESULTS.md]
+    python bench/run.py [--count 200] [--rtt-ms 10] [--repeat 5] [--plan-files 10000] [--output bench/RESULTS.md]
                         [--no-peers] [--no-wheel] [--no-fleet] [--fleet-databases 100] [--fleet-count 20]
                         [--fleet-parallel 10] [--fleet-loop-repeat 1] [--strict]
 
@@ -461,7 +461,7 @@ class Bench:
 
         # 3, 9, 10: no-op runs on the last direct databases, interleaved
         log("no-op runs")
-        for _ in range(max(args.repeat, 5)):
+        for _ in range(max(args.repeat, 9)):
             self.add("noop_direct", self.migrate(folder, noop_db, proxied=False))
             if self.installed:
                 self.add("noop_installed", self.migrate(folder, noop_db, proxied=False, cli=self.installed))
@@ -1123,7 +1123,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, default=200, help="migrations to apply (default 200)")
     parser.add_argument("--rtt-ms", type=float, default=10.0, help="round-trip time added by the proxy (default 10)")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per timed scenario; the median counts (default 3)")
+    parser.add_argument("--repeat", type=int, default=5, help="runs per timed scenario; the median counts (default 5)")
     parser.add_argument("--plan-files", type=int, default=10_000, help="files for the planning benchmark")
     parser.add_argument("--seed", type=int, default=1, help="seed of the generated migrations")
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "RESULTS.md", help="report file")
