@@ -327,6 +327,8 @@ def refuse_read_only(conn: Connection, settings: Settings) -> None:
 # - no password given but the server wants one: `pgconn.needs_password`;
 # - TLS required but the server has none: we ask the server ourselves (the protocol's SSLRequest, answered
 #   with the single byte 'N' by a server without TLS);
+# - a server certificate that sslmode verify-ca/verify-full rejects: we make the same TLS handshake with
+#   Python's ssl, whose verification error is a class of its own (ssl.SSLCertVerificationError);
 # - anything else (refused, timeout, DNS, network, a TLS handshake failure) is retried until the timeout.
 # Where the verbosity cannot be set (libpq not found), server errors have no SQLSTATE and are retried
 # like before: never a wrong "fail at once".
@@ -380,14 +382,24 @@ def startup_failure(exc: psycopg.Error, params: dict[str, Any], settings: Settin
         )
     sslmode = str(params.get("sslmode") or "")
     if sslmode in ("require", "verify-ca", "verify-full") and pgconn is not None:
-        host, port = _attr(pgconn, "host"), _attr(pgconn, "port")
-        if isinstance(host, bytes) and isinstance(port, bytes) and _refuses_tls(host.decode(), port.decode()):
+        host, port, hostaddr = (_text(_attr(pgconn, name)) for name in ("host", "port", "hostaddr"))
+        rootcert = str(params.get("sslrootcert") or settings.libpq_sslrootcert or "")
+        problem = _tls_problem(hostaddr or host, host, port, sslmode, rootcert)
+        if problem is not None:
             _, origin = tls_choice(settings)
+            if problem == _NO_TLS:
+                return StartupFailure(
+                    False,
+                    f"the server at {host}:{port} does not support TLS, but sslmode={sslmode} ({origin}) requires it",
+                    "enable ssl on the server, or lower the TLS setting (MIGRATE_SSLMODE / DATABASE_SSL=false)",
+                )
+            where = "MIGRATE_SSLROOTCERT" if settings.sslrootcert else "sslrootcert"
             return StartupFailure(
                 False,
-                f"the server at {host.decode()}:{port.decode()} does not support TLS, "
-                f"but sslmode={sslmode} ({origin}) requires it",
-                "enable ssl on the server, or lower the TLS setting (MIGRATE_SSLMODE / DATABASE_SSL=false)",
+                reason,
+                f"the server's certificate does not verify against the root certificate {rootcert} ({where}) as "
+                f"sslmode={sslmode} ({origin}) requires: {problem}; set the right root certificate or fix the "
+                "server's certificate",
             )
     return StartupFailure(True, reason, "")
 
@@ -409,19 +421,53 @@ def _attr(pgconn: Any, name: str) -> Any:
         return None
 
 
-def _refuses_tls(host: str, port: str, timeout: float = 5.0) -> bool:
-    """True when the server answers the protocol's SSLRequest with 'N' (it has no TLS); False if unsure."""
-    if not host or host.startswith("/") or not port.isdigit():
-        return False  # Unix-domain sockets never use TLS
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else ""
+
+
+_NO_TLS = "no TLS"
+
+
+def _tls_problem(address: str, host: str, port: str, sslmode: str, rootcert: str, timeout: float = 5.0) -> str | None:
+    """What makes TLS to the server fail for good, asked of the server itself; None when unsure.
+
+    `_NO_TLS` when it answers the protocol's SSLRequest with 'N' (it has no TLS). With sslmode verify-ca or
+    verify-full and a root certificate file (or `system`), the TLS handshake libpq makes, checked as libpq
+    checks it (the chain; for verify-full also the host name): the verification error when the server's
+    certificate fails it. A plain SSLContext, not create_default_context, so that no check is stricter than
+    libpq's; any other failure (network, protocol version, a client certificate the server wants) is "unsure".
+    """
+    if not address or address.startswith("/") or not port.isdigit():
+        return None  # Unix-domain sockets never use TLS
     import socket
+    import ssl
     import struct
 
+    context: ssl.SSLContext | None = None
+    if sslmode in ("verify-ca", "verify-full") and rootcert:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = sslmode == "verify-full"
+        try:
+            if rootcert == "system":
+                context.load_default_certs()
+            else:
+                context.load_verify_locations(cafile=rootcert)
+        except (OSError, ssl.SSLError):
+            context = None
     try:
-        with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        with socket.create_connection((address, int(port)), timeout=timeout) as sock:
             sock.sendall(struct.pack("!ii", 8, 80877103))  # SSLRequest
-            return sock.recv(1) == b"N"
-    except OSError:
-        return False
+            answer = sock.recv(1)
+            if answer == b"N":
+                return _NO_TLS
+            if answer != b"S" or context is None:
+                return None
+            with context.wrap_socket(sock, server_hostname=host or address):
+                return None  # the certificate verifies: the failure was something else
+    except ssl.SSLCertVerificationError as exc:
+        return str(exc.verify_message or "certificate verify failed").rstrip(".")
+    except (OSError, ValueError):  # ssl.SSLError is an OSError
+        return None
 
 
 class _JobConnection(psycopg.Connection[Any]):

@@ -331,18 +331,56 @@ def test_database_ssl_against_a_tls_server(
     assert [r["version"] for r in history(db_url)] == ["1", "2"]
 
 
+def _through(proxy: TlsProxy, db_url: str, host: str = "127.0.0.1") -> str:
+    """db_url through the TLS front, named `host` (libpq still connects to 127.0.0.1: `hostaddr`)."""
+    parts = urlsplit(db_url)
+    query = "hostaddr=127.0.0.1" if host != "127.0.0.1" else ""
+    return urlunsplit(parts._replace(netloc=f"{parts.username}@{host}:{proxy.port}", query=query))
+
+
 def test_verify_full_refuses_a_certificate_for_another_name(
     tls_front: tuple[TlsProxy, Path, Path], db_url: str, tmp_path: Path
 ) -> None:
-    """DATABASE_SSL=true with a root certificate verifies the host name: a certificate for another name fails."""
+    """A server certificate the root certificate cannot verify fails at once (exit 5, not retried): waiting
+    never fixes a certificate; the error names the root certificate's setting."""
     proxy, _, other = tls_front
-    parts = urlsplit(db_url)
-    url = urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}"))
     # The server's certificate is its own root: with `other` as the root it cannot be verified.
-    result = _status(url, tmp_path, DATABASE_SSL="true", MIGRATE_SSLROOTCERT=str(other), MIGRATE_CONNECT_TIMEOUT="1s")
-    assert result.returncode == ExitCode.DB_UNREACHABLE, result.describe()
-    assert "certificate verify failed" in result.error_text(), result.describe()
+    result = _status(
+        _through(proxy, db_url),
+        tmp_path,
+        DATABASE_SSL="true",
+        MIGRATE_SSLROOTCERT=str(other),
+        MIGRATE_CONNECT_TIMEOUT="120s",
+    )
+    error = _failed_at_once(result)
+    assert "certificate verify failed" in error["error"], result.describe()
+    assert f"does not verify against the root certificate {other} (MIGRATE_SSLROOTCERT)" in error["error"]
     assert history(db_url) == []
+
+
+@pytest.mark.parametrize(
+    ("sslmode", "code", "expected"),
+    [
+        pytest.param("verify-ca", 0, None, id="verify-ca: the chain only"),
+        pytest.param("verify-full", ExitCode.DB_UNREACHABLE, "Hostname mismatch", id="verify-full: also the name"),
+    ],
+)
+def test_the_host_name_is_checked_by_verify_full_only(
+    tls_front: tuple[TlsProxy, Path, Path],
+    db_url: str,
+    tmp_path: Path,
+    sslmode: str,
+    code: int,
+    expected: str | None,
+) -> None:
+    """A certificate from the right root for another name: verify-ca connects, verify-full fails at once."""
+    proxy, cert, _ = tls_front
+    url = _through(proxy, db_url, host="localhost")  # the certificate is for IP:127.0.0.1
+    env = {"MIGRATE_SSLMODE": sslmode, "MIGRATE_SSLROOTCERT": str(cert), "MIGRATE_CONNECT_TIMEOUT": "120s"}
+    result = _status(url, tmp_path, **env)
+    assert result.returncode == code, result.describe()
+    if expected is not None:
+        assert expected in _failed_at_once(result)["error"], result.describe()
 
 
 # ---------------------------------------------------------------------------- the history table
