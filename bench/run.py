@@ -787,7 +787,7 @@ def phase_of(label: str, *, per_statement: bool) -> str:
         return f"connect: {label}"
     if label.startswith(("query: BEGIN; SET LOCAL", "query: BEGIN; RESET ALL")):
         return (
-            "migrations: one message of `BEGIN; RESET …; SET LOCAL …; <file>; lock check; INSERT history; COMMIT` each"
+            "migrations: one message of `BEGIN; RESET …; set_config …; <file>; lock check; INSERT history; COMMIT` each"
         )
     if per_statement and label.startswith(("query: ", "parse: ")):
         kind, _, text = label.partition(": ")
