@@ -393,7 +393,11 @@ def startup_failure(exc: psycopg.Error, params: dict[str, Any], settings: Settin
                     f"the server at {host}:{port} does not support TLS, but sslmode={sslmode} ({origin}) requires it",
                     "enable ssl on the server, or lower the TLS setting (MIGRATE_SSLMODE / DATABASE_SSL=false)",
                 )
-            where = "MIGRATE_SSLROOTCERT" if settings.sslrootcert else "sslrootcert"
+            where = (
+                "MIGRATE_SSLROOTCERT"
+                if settings.sslrootcert
+                else ("sslrootcert" if params.get("sslrootcert") else "PGSSLROOTCERT")
+            )
             return StartupFailure(
                 False,
                 reason,

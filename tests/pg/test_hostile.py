@@ -338,23 +338,23 @@ def _through(proxy: TlsProxy, db_url: str, host: str = "127.0.0.1") -> str:
     return urlunsplit(parts._replace(netloc=f"{parts.username}@{host}:{proxy.port}", query=query))
 
 
-def test_verify_full_refuses_a_certificate_for_another_name(
-    tls_front: tuple[TlsProxy, Path, Path], db_url: str, tmp_path: Path
+@pytest.mark.parametrize("where", ["MIGRATE_SSLROOTCERT", "PGSSLROOTCERT", "sslrootcert"])
+def test_a_certificate_the_root_cannot_verify_fails_at_once(
+    tls_front: tuple[TlsProxy, Path, Path], db_url: str, tmp_path: Path, where: str
 ) -> None:
     """A server certificate the root certificate cannot verify fails at once (exit 5, not retried): waiting
-    never fixes a certificate; the error names the root certificate's setting."""
+    never fixes a certificate; the error names the root certificate and where it was set."""
     proxy, _, other = tls_front
     # The server's certificate is its own root: with `other` as the root it cannot be verified.
-    result = _status(
-        _through(proxy, db_url),
-        tmp_path,
-        DATABASE_SSL="true",
-        MIGRATE_SSLROOTCERT=str(other),
-        MIGRATE_CONNECT_TIMEOUT="120s",
-    )
-    error = _failed_at_once(result)
+    url = _through(proxy, db_url)
+    env = {"DATABASE_SSL": "true", "MIGRATE_CONNECT_TIMEOUT": "120s"}
+    if where == "sslrootcert":
+        url += f"?sslrootcert={other}"
+    else:
+        env[where] = str(other)
+    error = _failed_at_once(result := _status(url, tmp_path, **env))
     assert "certificate verify failed" in error["error"], result.describe()
-    assert f"does not verify against the root certificate {other} (MIGRATE_SSLROOTCERT)" in error["error"]
+    assert f"does not verify against the root certificate {other} ({where})" in error["error"], result.describe()
     assert history(db_url) == []
 
 
