@@ -35,7 +35,38 @@ def _url_params(settings: Settings) -> dict[str, Any]:
     try:
         return dict(conninfo_to_dict(url))
     except psycopg.ProgrammingError:
+        unknown = _unknown_url_options(url)
+        if unknown:
+            raise ConfigError(
+                f"invalid setting DATABASE_URL: unknown connection option {', '.join(unknown)} in the URL's query "
+                "(see libpq's parameter key words)",
+                setting="DATABASE_URL",
+            ) from None
         raise ConfigError("invalid setting DATABASE_URL: not a valid connection string or URL") from None
+
+
+_OPTION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _unknown_url_options(url: str) -> list[str]:
+    """Names in a URL's query that libpq does not know; only names, and only where no secret can be among them.
+
+    libpq's own message is never shown: it can quote the password. A query holding "@" is the rest of a
+    userinfo whose password has a "?" (postgresql://u:pa?ss@host): nothing of it is named then.
+    """
+    from urllib.parse import parse_qsl, urlsplit
+
+    if not url.startswith(("postgresql://", "postgres://")):
+        return []
+    try:
+        query = urlsplit(url).query
+    except ValueError:
+        return []
+    if "@" in query:
+        return []
+    known = {str(o.keyword.decode()) for o in pq.Conninfo.get_defaults()}
+    names = [k for k, _ in parse_qsl(query, keep_blank_values=True)]
+    return [n for n in names if _OPTION_NAME.fullmatch(n) and n not in known]
 
 
 _resolved: dict[tuple[str, str], dict[str, Any]] = {}
@@ -135,13 +166,23 @@ def apply_tls(settings: Settings, params: dict[str, Any]) -> None:
     if settings.sslrootcert:
         params["sslrootcert"] = str(settings.sslrootcert)
     rootcert = params.get("sslrootcert") or settings.libpq_sslrootcert
-    if rootcert and rootcert != "system" and sslmode in ("verify-ca", "verify-full") and not Path(rootcert).is_file():
-        where = "MIGRATE_SSLROOTCERT" if settings.sslrootcert else "sslrootcert"
+    # `require` too: with a root certificate file libpq verifies the chain (as verify-ca); without one it
+    # would silently not, so a mistyped path must not pass.
+    verifying = ("require", "verify-ca", "verify-full")
+    if rootcert and rootcert != "system" and sslmode in verifying and not Path(rootcert).is_file():
+        where = _rootcert_origin(settings, params)
         raise ConfigError(
             f"root certificate file {rootcert} ({where}) does not exist: sslmode={sslmode} cannot verify the "
             "server without it",
             setting=where,
         )
+
+
+def _rootcert_origin(settings: Settings, params: dict[str, Any]) -> str:
+    """Where the root certificate of `params` was set: MIGRATE_SSLROOTCERT, the URL's sslrootcert or PGSSLROOTCERT."""
+    if settings.sslrootcert:
+        return "MIGRATE_SSLROOTCERT"
+    return "sslrootcert" if params.get("sslrootcert") else "PGSSLROOTCERT"
 
 
 def target_description(settings: Settings) -> dict[str, Any]:
@@ -393,16 +434,13 @@ def startup_failure(exc: psycopg.Error, params: dict[str, Any], settings: Settin
                     f"the server at {host}:{port} does not support TLS, but sslmode={sslmode} ({origin}) requires it",
                     "enable ssl on the server, or lower the TLS setting (MIGRATE_SSLMODE / DATABASE_SSL=false)",
                 )
-            where = (
-                "MIGRATE_SSLROOTCERT"
-                if settings.sslrootcert
-                else ("sslrootcert" if params.get("sslrootcert") else "PGSSLROOTCERT")
-            )
+            where = _rootcert_origin(settings, params)
             return StartupFailure(
                 False,
                 reason,
                 f"the server's certificate does not verify against the root certificate {rootcert} ({where}) as "
-                f"sslmode={sslmode} ({origin}) requires: {problem}; set the right root certificate or fix the "
+                f"sslmode={sslmode} ({origin}){_REQUIRE_VERIFIES if sslmode == 'require' else ''} requires: {problem}; "
+                "set the right root certificate or fix the "
                 "server's certificate",
             )
     return StartupFailure(True, reason, "")
@@ -430,16 +468,18 @@ def _text(value: Any) -> str:
 
 
 _NO_TLS = "no TLS"
+_REQUIRE_VERIFIES = " with a root certificate (libpq then verifies the chain, as verify-ca)"
 
 
 def _tls_problem(address: str, host: str, port: str, sslmode: str, rootcert: str, timeout: float = 5.0) -> str | None:
     """What makes TLS to the server fail for good, asked of the server itself; None when unsure.
 
     `_NO_TLS` when it answers the protocol's SSLRequest with 'N' (it has no TLS). With sslmode verify-ca or
-    verify-full and a root certificate file (or `system`), the TLS handshake libpq makes, checked as libpq
-    checks it (the chain; for verify-full also the host name): the verification error when the server's
-    certificate fails it. A plain SSLContext, not create_default_context, so that no check is stricter than
-    libpq's; any other failure (network, protocol version, a client certificate the server wants) is "unsure".
+    verify-full and a root certificate file (or `system`), or require and a root certificate file, the TLS
+    handshake libpq makes, checked as libpq checks it (the chain; for verify-full also the host name): the
+    verification error when the server's certificate fails it. A plain SSLContext, not
+    create_default_context, so that no check is stricter than libpq's; any other failure (network, protocol
+    version, a client certificate the server wants) is "unsure".
     """
     if not address or address.startswith("/") or not port.isdigit():
         return None  # Unix-domain sockets never use TLS
@@ -448,7 +488,10 @@ def _tls_problem(address: str, host: str, port: str, sslmode: str, rootcert: str
     import struct
 
     context: ssl.SSLContext | None = None
-    if sslmode in ("verify-ca", "verify-full") and rootcert:
+    verifies = sslmode in ("verify-ca", "verify-full") and bool(rootcert)
+    if sslmode == "require" and rootcert and rootcert != "system":
+        verifies = Path(rootcert).is_file()  # libpq's `require` with a root certificate file acts as verify-ca
+    if verifies:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.check_hostname = sslmode == "verify-full"
         try:

@@ -257,6 +257,20 @@ TLS_CASES = [
         2,
         "MIGRATE_SSLROOTCERT",
     ),
+    (
+        "require with a root certificate that does not exist (libpq would silently not verify)",
+        "",
+        {"MIGRATE_SSLMODE": "require", "MIGRATE_SSLROOTCERT": "/nonexistent/root.pem"},
+        2,
+        "root certificate file /nonexistent/root.pem (MIGRATE_SSLROOTCERT) does not exist",
+    ),
+    (
+        "PGSSLROOTCERT that does not exist is named as such",
+        "",
+        {"DATABASE_SSL": "true", "PGSSLROOTCERT": "/nonexistent/root.pem"},
+        2,
+        "root certificate file /nonexistent/root.pem (PGSSLROOTCERT) does not exist",
+    ),
 ]
 
 
@@ -338,16 +352,25 @@ def _through(proxy: TlsProxy, db_url: str, host: str = "127.0.0.1") -> str:
     return urlunsplit(parts._replace(netloc=f"{parts.username}@{host}:{proxy.port}", query=query))
 
 
-@pytest.mark.parametrize("where", ["MIGRATE_SSLROOTCERT", "PGSSLROOTCERT", "sslrootcert"])
+@pytest.mark.parametrize(
+    ("where", "mode"),
+    [
+        ("MIGRATE_SSLROOTCERT", {"DATABASE_SSL": "true"}),
+        ("PGSSLROOTCERT", {"DATABASE_SSL": "true"}),
+        ("sslrootcert", {"DATABASE_SSL": "true"}),
+        ("MIGRATE_SSLROOTCERT", {"MIGRATE_SSLMODE": "verify-ca"}),
+        ("MIGRATE_SSLROOTCERT", {"MIGRATE_SSLMODE": "require"}),  # libpq: require + a root file = verify-ca
+    ],
+)
 def test_a_certificate_the_root_cannot_verify_fails_at_once(
-    tls_front: tuple[TlsProxy, Path, Path], db_url: str, tmp_path: Path, where: str
+    tls_front: tuple[TlsProxy, Path, Path], db_url: str, tmp_path: Path, where: str, mode: dict[str, str]
 ) -> None:
     """A server certificate the root certificate cannot verify fails at once (exit 5, not retried): waiting
     never fixes a certificate; the error names the root certificate and where it was set."""
     proxy, _, other = tls_front
     # The server's certificate is its own root: with `other` as the root it cannot be verified.
     url = _through(proxy, db_url)
-    env = {"DATABASE_SSL": "true", "MIGRATE_CONNECT_TIMEOUT": "120s"}
+    env = {**mode, "MIGRATE_CONNECT_TIMEOUT": "120s"}
     if where == "sslrootcert":
         url += f"?sslrootcert={other}"
     else:
@@ -381,6 +404,31 @@ def test_the_host_name_is_checked_by_verify_full_only(
     assert result.returncode == code, result.describe()
     if expected is not None:
         assert expected in _failed_at_once(result)["error"], result.describe()
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        pytest.param(
+            "postgresql://app:Zq3xPw@127.0.0.1:1/app?bogusopt=1&sslmode=require",
+            "invalid setting DATABASE_URL: unknown connection option bogusopt in the URL's query",
+            id="an unknown option is named",
+        ),
+        pytest.param(
+            "postgresql://app:Zq3?xPw=1@127.0.0.1:1/app?bogusopt=1",
+            "invalid setting DATABASE_URL: not a valid connection string or URL",
+            id="nothing named where the query could hold the password",
+        ),
+    ],
+)
+def test_a_database_url_libpq_cannot_parse(tmp_path: Path, url: str, expected: str) -> None:
+    """A DATABASE_URL that libpq cannot parse exits 2 before connecting, naming an unknown option but never
+    any part of the password (libpq's own message can quote it)."""
+    result = _status(url, tmp_path, MIGRATE_CONNECT_TIMEOUT="120s")
+    assert result.returncode == ExitCode.CONFIG, result.describe()
+    assert result.error_text().startswith(expected), result.describe()
+    for part in ("Zq3", "xPw"):
+        assert part not in result.output, result.describe()
 
 
 # ---------------------------------------------------------------------------- the history table
