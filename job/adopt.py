@@ -323,6 +323,22 @@ class _Matcher:
         return None
 
 
+def _all_before_the_folder(labels: list[str], migrations: list[Migration]) -> bool:
+    """Every unmatched entry is a plain version number below the folder's first one: the schema the database
+    was created with (an `init.sql` that records version 1, a squashed baseline), not files under other names.
+    Then nothing of the folder is applied yet; names that merely fail to match are still refused."""
+    numeric = [m.version for m in migrations if m.version is not None and not m.version.is_lexical]
+    if not numeric:
+        return False
+    first = min(numeric)
+    for label in labels:
+        if not label.strip().isdigit():
+            return False
+        if Version.parse(label.strip()) >= first:
+            return False
+    return True
+
+
 def _time_column(legacy: Legacy) -> str | None:
     return next((c for c in _TIME_COLUMNS if c in legacy.columns), None)
 
@@ -399,7 +415,7 @@ def rows_to_adopt(conn: Connection, legacy: Legacy, migrations: list[Migration])
     reader = _READERS.get(legacy.tool or "") if legacy.column is None else _read_by_column
     assert reader is not None
     reader(legacy, records, migrations, _Matcher(migrations), add)
-    if records and not adopted and migrations and unmatched:
+    if records and not adopted and migrations and unmatched and not _all_before_the_folder(unmatched, migrations):
         raise ValidationFailed(
             f"{legacy.qualified} ({legacy.label}) lists {len(unmatched)} applied migration(s), but none of them "
             f"names a file in the migrations folder (e.g. {unmatched[0]!r}); rename the files to match, or set "

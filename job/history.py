@@ -477,7 +477,8 @@ def applied_row_sql(
     One statement that also writes the `applied` audit event (a CTE), so the script's result count is unchanged;
     with `returning`, that statement's one result row is that expression of the written row.
     """
-    values = {**row, "status": "applied", "applied_at": sql.SQL("now()"), "execution_ms": elapsed}
+    # clock_timestamp(), not now(): pipelined migrations share one message, whose start now() would be for all
+    values = {**row, "status": "applied", "applied_at": sql.SQL("clock_timestamp()"), "execution_ms": elapsed}
     insert = sql.SQL(_insert_sql(table, values, overwrite=True))
     log = _log_from_rows(table, "applied", sql.Literal(row.get("applied_by")), sql.Literal(row.get("run_id")))
     return _with_event(insert, log, returning)

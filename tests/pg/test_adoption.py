@@ -311,6 +311,51 @@ def test_schema_migrations_with_description_and_applied_at_is_adopted_keeping_da
     assert {v: cells[-1] for v, cells in status_table(db_url, folder).items()} == sources(rows)
 
 
+SEED_000_INIT = """
+CREATE TABLE schema_migrations (
+    version integer PRIMARY KEY,
+    description varchar(255),
+    applied_at timestamptz DEFAULT CURRENT_TIMESTAMP
+);
+INSERT INTO schema_migrations (version, description) VALUES (1, 'Initial schema');
+"""
+
+
+def test_a_database_created_by_init_sql_with_version_1_and_no_file_1_migrates(db_url: str, tmp_path: Path) -> None:
+    """Seed 000: `init.sql` builds a new database and records version 1 (no `001_*.sql` in the folder): the
+    folder's 002… are all pending, and status, migrate and a second migrate work without any setting."""
+    folder = tmp_path / "migrations"
+    write_accounts(folder, ["002", "003", "004"])
+    execute(db_url, SEED_000_INIT)
+    legacy_before = legacy_rows(db_url, "schema_migrations")
+
+    assert {v: r["state"] for v, r in status_json(db_url, folder).items()} == {
+        "2": "pending",
+        "3": "pending",
+        "4": "pending",
+    }
+    result = run(db_url, "migrate", "--dir", str(folder))
+    assert result.returncode == 0, result.describe()
+    assert applied_versions(result) == ["2", "3", "4"]
+    assert run(db_url, "migrate", "--dir", str(folder)).returncode == 0
+    assert sorted(history(db_url)) == ["2", "3", "4"]
+    assert legacy_rows(db_url, "schema_migrations") == legacy_before
+
+
+def test_legacy_versions_at_or_above_the_first_file_that_match_nothing_are_still_refused(
+    db_url: str, tmp_path: Path
+) -> None:
+    """Only versions below the folder's first file count as the database's initial schema: a legacy version
+    inside the folder's range that names no file (a renamed or deleted file) still stops the switch (exit 4)."""
+    folder = tmp_path / "migrations"
+    write_accounts(folder, ["002", "004"])
+    execute(db_url, SEED_000_INIT.replace("(1, 'Initial schema')", "(3, 'gone')"))
+    result = run(db_url, "migrate", "--dir", str(folder))
+    assert result.returncode == 4, result.describe()
+    assert "none of them names a file" in result.error_text(), result.describe()
+    assert not history_exists(db_url)
+
+
 def test_schema_migrations_naming_files_is_adopted_with_and_without_extension(db_url: str, tmp_path: Path) -> None:
     """schema_migrations(migration_name, checksum, applied_at) names files with or without .sql; both adopt.
 

@@ -15,7 +15,7 @@ import pytest
 
 from bench.proxy import DelayProxy
 from tests.pg import cli
-from tests.pg.cli import applied_versions, history_by_version, migrate, query, write
+from tests.pg.cli import applied_versions, history_by_version, migrate, write
 from tests.pg.runner import Jobs, migration_session, open_transaction, wait_until
 
 pytestmark = pytest.mark.pg
@@ -182,4 +182,17 @@ def test_single_transaction_is_one_message_with_per_migration_durations(db_url: 
     assert {e["version"]: e["duration_ms"] for e in result.events("migration.applied")} == {
         v: r["execution_ms"] for v, r in rows.items()
     }
-    assert query(db_url, "SELECT count(DISTINCT applied_at) FROM migrate_job_history") == [(1,)]
+
+
+@pytest.mark.parametrize("env", [*PIPELINE, pytest.param({"SINGLE": "1"}, id="single-transaction")])
+def test_each_migration_records_when_it_was_applied(db_url: str, tmp_path: Path, env: dict[str, str]) -> None:
+    """applied_at is the moment each migration's history row was written, not the start of the message (or of
+    the single transaction) they shared: later migrations have later times."""
+    files = {f"{n:04d}_t{n}.sql": f"CREATE TABLE t{n} (id int);\nSELECT pg_sleep(0.002);\n" for n in range(1, 4)}
+    folder = write(tmp_path / "migrations", files)
+    args = ["--single-transaction"] if env.pop("SINGLE", None) else []
+    result = cli.run_unattended(db_url, "migrate", "--dir", str(folder), *args, **env)
+    assert result.returncode == 0, result.describe()
+    rows = history_by_version(db_url)
+    times = [rows[v]["applied_at"] for v in ("1", "2", "3")]
+    assert times[0] < times[1] < times[2], times
