@@ -199,15 +199,18 @@ def migrate(settings: Settings, log: Log, state: RunState, run_id: str) -> RunSt
     with locked_session(settings, log) as (conn, lock):
         applied, setup = prepare_history(conn, settings, log, migrations, run_id)
         state.version_before = highest_version(applied)
-        plan = build_plan(migrations, applied, target=settings.target, allow_out_of_order=settings.allow_out_of_order)
+        replan = partial(
+            build_plan, migrations, applied, target=settings.target, allow_out_of_order=settings.allow_out_of_order
+        )
+        plan = with_taken_back(replan(), partial(history.taken_back, conn, table), replan, log)
+        state.pending = list(plan.pending)  # also when validation fails: run.finished reports the real count
         log.info(
             "plan",
             pending=[m.key for m in plan.pending],
             applied=len(applied),
             problems=len(plan.problems),
-            non_transactional=non_transactional(plan),
+            non_transactional=non_transactional(plan),  # parses the pending files: a syntax error raises here
         )
-        state.pending = list(plan.pending)  # also when validation fails: run.finished reports the real count
         _raise_problems(plan)
         check_pending(plan, single_transaction=settings.single_transaction)
         lint_gate(settings, migrations, plan.pending)
@@ -478,6 +481,7 @@ def rollback(
             statements_for(m, m.down, transactional=section_transactional(m, m.down) if m.down else True)
         state.to_roll_back = chosen
         log.info("rollback.plan", versions=[m.key for m in chosen])
+        warn_edited(chosen, applied, log)
         # Repeatable (R__) migrations have no down: reset forgets their rows so the next migrate re-applies them.
         repeatables = [a.version for a in applied if a.version.startswith("R__")] if everything else []
         if not chosen and not repeatables:
@@ -586,6 +590,44 @@ def read_history(
         conn.close()
 
 
+def warn_edited(chosen: list[Migration], applied: list[Any], log: Log) -> None:
+    """A rollback runs even when a file was edited after it was applied (it must work in an emergency), but says
+    so: the down may no longer undo what the up did then."""
+    recorded = {a.version: a.checksum for a in applied}
+    for m in chosen:
+        stored = recorded.get(m.key)
+        if stored and not m.checksum_matches(stored):
+            log.warning(
+                "rollback.edited",
+                version=m.key,
+                file=str(m.path),
+                message="edited after it was applied: its down may not undo what was applied; rolling back anyway",
+            )
+
+
+def with_taken_back(
+    plan: Plan, taken_back: Callable[[list[str]], frozenset[str]], rebuild: Callable[..., Plan], log: Log
+) -> Plan:
+    """The plan again when out-of-order pending versions are ones `rollback` took back (`rollback --name` of a
+    migration with later ones applied): re-applying those is what the user asked for, not out of order.
+    The audit table is only read when such a problem exists."""
+    late = [p.version for p in plan.problems if p.kind == "out_of_order"]
+    back = taken_back(late) if late else frozenset()
+    if not back:
+        return plan
+    log.info("plan.reapplying", versions=sorted(back), reason="rolled back while later migrations stayed applied")
+    return rebuild(taken_back=back)
+
+
+def read_taken_back(settings: Settings, log: Log, versions: list[str]) -> frozenset[str]:
+    """history.taken_back on a read-only connection of its own (status, validate, dry run)."""
+    conn = db.connect(settings, log, purpose="status")
+    try:
+        return history.taken_back(conn, table_of(settings), versions)
+    finally:
+        conn.close()
+
+
 def read_log(settings: Settings, log: Log) -> list[history.Event]:
     """The audit trail (`<history table>_log`), read-only; [] before migrate-job wrote anything."""
     conn = db.connect(settings, log, purpose="status")
@@ -640,7 +682,10 @@ def dry_run(
 
     state = state if state is not None else RunState()
     applied, load = planned_history(settings, log, migrations)
-    plan = build_plan(migrations, applied, target=settings.target, allow_out_of_order=settings.allow_out_of_order)
+    replan = partial(
+        build_plan, migrations, applied, target=settings.target, allow_out_of_order=settings.allow_out_of_order
+    )
+    plan = with_taken_back(replan(), partial(read_taken_back, settings, log), replan, log)
     state.pending = list(plan.pending)
     for p in plan.problems:
         out.write(f"problem: {p.message}\n")
@@ -705,9 +750,9 @@ def validate(settings: Settings, log: Log, out: TextIO) -> Plan:
     """Check files and history; raise ValidationFailed listing every problem."""
     migrations = load_files(settings)
     load_callbacks(settings, log)  # a callback that does not parse is exit 4 too
-    plan = build_plan(
-        migrations, read_history(settings, log, migrations), allow_out_of_order=settings.allow_out_of_order
-    )
+    applied = read_history(settings, log, migrations)
+    replan = partial(build_plan, migrations, applied, allow_out_of_order=settings.allow_out_of_order)
+    plan = with_taken_back(replan(), partial(read_taken_back, settings, log), replan, log)
     problems = [p.message for p in plan.problems]
     first_file = problem_file(plan)
     for m in plan.pending:

@@ -317,6 +317,19 @@ def log_exists(conn: Connection, table: HistoryTable) -> bool:
     return bool(row and row[0])
 
 
+def taken_back(conn: Connection, table: HistoryTable, versions: list[str]) -> frozenset[str]:
+    """Of `versions` (pending now), those whose last audit event is `rolled_back`: applied, then taken back."""
+    if not versions or not log_exists(conn, table):
+        return frozenset()
+    rows = conn.execute(
+        sql.SQL(
+            "SELECT DISTINCT ON (version) version, event FROM {t} WHERE version = ANY(%s) ORDER BY version, id DESC"
+        ).format(t=table.log_ident),
+        (versions,),
+    ).fetchall()
+    return frozenset(str(version) for version, event in rows if event == "rolled_back")
+
+
 def ever_written(conn: Connection, table: HistoryTable) -> bool:
     """Whether migrate-job has recorded anything in this database: a history row or an audit event.
 

@@ -7,6 +7,7 @@ message naming the file), and one status row per version for `status`.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
@@ -113,8 +114,13 @@ def build_plan(
     target: str | None = None,
     allow_out_of_order: bool = False,
     verify_checksums: bool = True,
+    taken_back: Collection[str] = (),
 ) -> Plan:
-    """Decide what to apply and what is wrong, without touching a database."""
+    """Decide what to apply and what is wrong, without touching a database.
+
+    `taken_back`: versions migrate-job applied and `rollback` then took back while later ones stayed applied
+    (`rollback --name`): re-applying them is not out of order.
+    """
     by_key = {m.key: m for m in migrations}
     applied = {a.version: a for a in history}
     problems: list[Problem] = []
@@ -205,7 +211,12 @@ def build_plan(
             skipped.append(m)
             rows.append(StatusRow(m.key, m.name, "pending", file=str(m.path)))
             continue
-        if highest_applied is not None and m.version < highest_applied and not allow_out_of_order:
+        if (
+            highest_applied is not None
+            and m.version < highest_applied
+            and not allow_out_of_order
+            and m.key not in taken_back
+        ):
             problems.append(
                 Problem(
                     "out_of_order",

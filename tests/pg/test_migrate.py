@@ -383,7 +383,8 @@ def test_bad_file_is_refused_and_nothing_is_applied(
 
 
 def test_syntax_error_on_fresh_database_applies_nothing(db_url: str, tmp_path: Path) -> None:
-    """On a new database, a syntax error in the last pending file exits 4 before any migration runs."""
+    """On a new database, a syntax error in the last pending file exits 4 before any migration runs; the
+    run.finished event still counts both files as pending."""
     folder = write(
         tmp_path / "migrations",
         {"1_ok.sql": "CREATE TABLE ok (id int);\n", "2_bad.sql": "CREATE TABLE (;\n"},
@@ -395,6 +396,8 @@ def test_syntax_error_on_fresh_database_applies_nothing(db_url: str, tmp_path: P
     assert "2_bad.sql:1" in result.stdout
     assert tables(db_url) == set()
     assert history(db_url) == []
+    (finished,) = result.events("run.finished")
+    assert (finished["applied"], finished["pending"]) == (0, 2), finished  # what is still to apply
 
 
 # ---------------------------------------------------------------------------- report commands

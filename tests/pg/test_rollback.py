@@ -161,6 +161,47 @@ def test_rollback_name_undoes_just_that_migration(db_url: str, tmp_path: Path, n
     assert states == {"1": "applied", "2": "applied", "3": "pending", "4": "applied", "5": "applied"}
 
 
+def test_a_migration_rolled_back_by_name_is_reapplied_by_the_next_migrate(db_url: str, tmp_path: Path) -> None:
+    """After `rollback --name 3` with 4 and 5 still applied, validate, `migrate --dry-run` and `migrate` re-apply
+    3 without --allow-out-of-order (the user took it back to fix it); a new file below the highest applied
+    version is still out of order."""
+    folder = write_library(tmp_path / "migrations")
+    assert migrate(db_url, folder).returncode == 0
+    assert run(db_url, "rollback", "--name", "3", "--dir", str(folder)).returncode == 0
+
+    assert run(db_url, "validate", "--dir", str(folder)).returncode == 0
+    dry = run(db_url, "migrate", "--dry-run", "--dir", str(folder))
+    assert dry.returncode == 0 and "-- 3 book_isbn" in dry.stdout, dry.describe()
+    result = migrate(db_url, folder)
+    assert result.returncode == 0, result.describe()
+    assert applied(result) == ["3"]
+    (event,) = result.events("plan.reapplying")
+    assert event["versions"] == ["3"]
+    assert sorted(history(db_url)) == ["1", "2", "3", "4", "5"]
+
+    (folder / "0000_early.sql").write_text("CREATE TABLE early (id int);\n", encoding="utf-8")  # never applied
+    late = migrate(db_url, folder)
+    assert late.returncode == 4, late.describe()
+    assert "is pending but 5 is already applied" in late.stdout, late.describe()
+
+
+def test_rollback_of_an_edited_migration_runs_but_warns(db_url: str, tmp_path: Path) -> None:
+    """A file edited after it was applied is still rolled back (an emergency must not be blocked), with one
+    `rollback.edited` warning naming it; validate keeps reporting the edit."""
+    folder = write_library(tmp_path / "migrations")
+    assert migrate(db_url, folder).returncode == 0
+    path = folder / "0005_book_ratings_view.sql"
+    path.write_text(path.read_text(encoding="utf-8") + "\n-- reviewed\n", encoding="utf-8")
+    assert run(db_url, "validate", "--dir", str(folder)).returncode == 4
+
+    result = run(db_url, "rollback", "--steps", "1", "--dir", str(folder))
+
+    assert result.returncode == 0, result.describe()
+    assert rolled_back(result) == ["5"]
+    (warning,) = result.events("rollback.edited")
+    assert (warning["version"], warning["file"], warning["level"]) == ("5", str(path), "warning")
+
+
 def test_reset_rolls_back_everything(db_url: str, tmp_path: Path) -> None:
     """`reset` runs every down, newest first; only the (empty) history table and its audit table remain."""
     folder = write_library(tmp_path / "migrations")

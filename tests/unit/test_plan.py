@@ -213,6 +213,20 @@ def test_out_of_order(
     assert pending_keys(plan) == late
 
 
+@pytest.mark.parametrize(
+    ("taken_back", "problem_versions"),
+    [((), ["1", "2"]), (("2",), ["1"]), (("1", "2"), [])],
+)
+def test_taken_back_versions_are_not_out_of_order(
+    tmp_path: Path, taken_back: tuple[str, ...], problem_versions: list[str]
+) -> None:
+    """A pending version `rollback` took back (later ones still applied) is re-applied, not out of order."""
+    ms = make_migrations(tmp_path, ["0001_a.sql", "0002_b.sql", "0003_c.sql"])
+    plan = build_plan(ms, [applied(by_version(ms)["3"])], taken_back=taken_back)
+    assert [p.version for p in plan.problems] == problem_versions
+    assert pending_keys(plan) == ["1", "2"]
+
+
 # ---------------------------------------------------------------------------- target
 
 
