@@ -166,16 +166,33 @@ def activity_name(settings: Settings, m: Migration) -> Setting:
     return ("application_name", f"{settings.application_name}:migrate {m.key}"[:63])
 
 
-def preview(m: Migration, settings: Settings, table: HistoryTable, lock_check: str | None) -> str:
-    """The SQL `migrate` sends for `m` (dry run): its transaction, or its prelude and statements."""
+def preview(
+    m: Migration, settings: Settings, table: HistoryTable, lock_check: str | None, *, batch: int = 1, run_id: str = ""
+) -> str:
+    """The SQL `migrate` sends for `m` (dry run): its transaction, or its prelude and statements. The history row
+    is the one `migrate` writes, with this `batch` and `run_id` (the dry run's own id; a real run has its own)."""
     session = session_for(140000, lock_check)
     lock_ms, stmt_ms = timeouts_ms(m, settings)
     if not m.transactional:
         stmts = statements_for(m)
         prelude = session_sql(session, lock_ms, stmt_ms, (activity_name(settings, m),))
         return prelude + "\n" + "".join(s.terminated + "\n" for s in stmts)
-    row = {"version": m.key, "name": m.name, "checksum": m.checksum}
+    row = history_row(m, "transactional", settings, batch, run_id)
     return build([history_block(m, m.up, settings, table, row, down=False, single=False)], session).text + "\n"
+
+
+def history_row(m: Migration, kind: str, settings: Settings, batch: int, run_id: str) -> dict[str, Any]:
+    """The values of `m`'s history row, as migrate writes it."""
+    return {
+        "version": m.key,
+        "name": m.name,
+        "checksum": m.checksum,
+        "kind": kind,
+        "applied_by": settings.applied_by,
+        "batch": batch,
+        "source": "migrate-job",
+        "run_id": run_id,
+    }
 
 
 @dataclass
@@ -213,16 +230,7 @@ class Runner:
         self.session = session_for(self.conn.info.server_version, self.lock_check_sql)
 
     def row(self, m: Migration, kind: str) -> dict[str, Any]:
-        return {
-            "version": m.key,
-            "name": m.name,
-            "checksum": m.checksum,
-            "kind": kind,
-            "applied_by": self.settings.applied_by,
-            "batch": self.batch,
-            "source": "migrate-job",
-            "run_id": self.run_id,
-        }
+        return history_row(m, kind, self.settings, self.batch, self.run_id)
 
     def apply_all(self, pending: tuple[Migration, ...] | list[Migration]) -> list[Outcome]:
         self._run(list(pending), down=False)

@@ -194,7 +194,7 @@ def migrate(settings: Settings, log: Log, state: RunState, run_id: str) -> RunSt
     check_sum_file(settings, migrations)  # production: the files must be the ones CI checked (before connecting)
     hooks = load_callbacks(settings, log)
     if settings.dry_run:
-        return dry_run(settings, log, migrations, sys.stdout, state)
+        return dry_run(settings, log, migrations, sys.stdout, state, run_id=run_id)
     table = table_of(settings)
     with locked_session(settings, log) as (conn, lock):
         applied, setup = prepare_history(conn, settings, log, migrations, run_id)
@@ -675,9 +675,15 @@ def _schema_rows(plan: Plan, load: SchemaLoad | None) -> tuple[StatusRow, ...]:
 
 
 def dry_run(
-    settings: Settings, log: Log, migrations: list[Migration], out: TextIO, state: RunState | None = None
+    settings: Settings,
+    log: Log,
+    migrations: list[Migration],
+    out: TextIO,
+    state: RunState | None = None,
+    *,
+    run_id: str = "",
 ) -> RunState:
-    """Print the plan and the exact SQL that would run; change nothing."""
+    """Print the plan and the exact SQL that would run (the history rows with this dry run's id); change nothing."""
     from job.apply import preview
 
     state = state if state is not None else RunState()
@@ -708,7 +714,8 @@ def dry_run(
     for m in plan.pending:
         mode = "transactional" if m.transactional else f"non-transactional: {m.non_transactional_reason}"
         out.write(f"-- {m.key} {m.name} ({m.path}) {mode}\n")
-        out.write(redact_text(preview(m, settings, table_of(settings), check), secrets_known()) + "\n")
+        text = preview(m, settings, table_of(settings), check, batch=history.next_batch(applied), run_id=run_id)
+        out.write(redact_text(text, secrets_known()) + "\n")
     log.info("plan", pending=[m.key for m in plan.pending], dry_run=True)
     return state
 

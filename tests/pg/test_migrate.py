@@ -81,6 +81,12 @@ def test_dry_run_prints_sql_and_changes_nothing(db_url: str, tmp_path: Path) -> 
     assert result.returncode == 0, result.describe()
     assert "CREATE TABLE accounts" in result.stdout
     assert "CREATE INDEX CONCURRENTLY IF NOT EXISTS users_email_domain_idx" in result.stdout
+    inserts = [line for line in result.stdout.splitlines() if 'INSERT INTO "public"."migrate_job_history" (' in line]
+    assert inserts, result.stdout
+    for column in ("kind", "applied_by", "batch", "source", "run_id"):  # the row migrate writes, every column
+        assert f'"{column}"' in inserts[0], inserts[0]
+    (finished,) = result.events("run.finished")
+    assert f"'{finished['run_id']}'" in inserts[0], inserts[0]
     assert not [line for line in cli.json_lines(result.stdout) if "event" in line], "logs belong on stderr"
     assert not history_exists(db_url)
     assert tables(db_url) == set()
