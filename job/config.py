@@ -543,6 +543,9 @@ def load_settings(**overrides: Any) -> Settings:
         settings = settings.model_copy(update={"placeholders": merged})  # env over file, key by key
     if settings.tenant_schema and "history_schema" not in settings.model_fields_set:
         settings = settings.model_copy(update={"history_schema": settings.tenant_schema})  # the tenant's own history
+    if cfg is not None and settings.config is None:  # found, not named: say which file was read
+        settings = settings.model_copy(update={"config": cfg.path})
+        file_origin = {**file_origin, "config": "found in the working directory"}
     _ORIGINS.clear()
     _ORIGINS.update(_origins(given, file_origin))
     return settings

@@ -143,7 +143,8 @@ def test_bad_config_file_is_one_line_naming_file_key_and_line(
 
 
 def test_config_show_reports_sources_and_masks_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """`config show` prints each setting's value and origin, with passwords masked."""
+    """`config show` prints each setting's value and origin (the config file it found too), with passwords
+    masked."""
     write(tmp_path)
     monkeypatch.setenv("DEV_DB", "postgresql://app:s3cret-pass@db/app")
     monkeypatch.setenv("MIGRATE_LOCK_RETRIES", "9")
@@ -156,4 +157,5 @@ def test_config_show_reports_sources_and_masks_secrets(tmp_path: Path, monkeypat
     assert data["connect_timeout"]["source"] == "command line"
     assert data["lock_timeout"]["source"] == "migrate.toml [top level]"
     assert data["history_table"]["source"] == "default"
+    assert data["config"] == {"value": "migrate.toml", "source": "found in the working directory"}
     assert origins()["database_url"].startswith("$DEV_DB")
