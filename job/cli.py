@@ -54,6 +54,8 @@ settings (environment variables; CLI flags win over them; durations: 30, 500ms, 
                                MIGRATE_PLACEHOLDERS as JSON); built-ins ${migrate-job:schema|database|user|table}
   MIGRATE_PLACEHOLDER_REPLACEMENT  auto|on|off (auto: on when a placeholder is defined)
   MIGRATE_ALLOW_OUT_OF_ORDER   apply pending versions lower than the highest applied
+  MIGRATE_ALLOW_NON_EMPTY      apply everything to a database with tables but no history (default: exit 4,
+                               as Flyway: record what it has with `baseline --version V`)  [--allow-non-empty]
   MIGRATE_TARGET               apply up to and including this version           [--target]
   MIGRATE_ADOPT                adopt another tool's tracking table on the first run (default true)
   MIGRATE_ADOPT_TABLE          schema.table of the tracking table to adopt (default: found by name and shape)
@@ -180,6 +182,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         default=None,
         help="apply pending versions lower than the highest applied one",
+    )
+    p.add_argument(
+        "--allow-non-empty",
+        action="store_true",
+        default=None,
+        help="apply every migration to a database whose history schema has tables but no migration history "
+        "(default: refused, exit 4; run `baseline --version V` first)",
     )
 
     p = add(
@@ -373,6 +382,7 @@ _SETTING_ARGS = (
     "dry_run",
     "target",
     "allow_out_of_order",
+    "allow_non_empty",
     "single_transaction",
     "lock_timeout",
     "lock_retries",

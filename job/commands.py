@@ -204,6 +204,8 @@ def migrate(settings: Settings, log: Log, state: RunState, run_id: str) -> RunSt
         )
         plan = with_taken_back(replan(), partial(history.taken_back, conn, table), replan, log)
         state.pending = list(plan.pending)  # also when validation fails: run.finished reports the real count
+        if setup is None and not applied and plan.pending and not settings.allow_non_empty:
+            refuse_unrecorded_schema(conn, table)
         log.info(
             "plan",
             pending=[m.key for m in plan.pending],
@@ -590,6 +592,22 @@ def read_history(
         conn.close()
 
 
+def refuse_unrecorded_schema(conn: db.Connection, table: history.HistoryTable) -> None:
+    """A database whose history schema has tables but migrate-job has recorded nothing (no history, no legacy
+    table adopted, no schema file loaded) was built some other way: applying every migration would run them
+    again. Refused, as Flyway refuses a non-empty schema without its history table (exit 4)."""
+    found = history.unrecorded_tables(conn, table)
+    if not found or history.ever_written(conn, table):
+        return
+    raise ValidationFailed(
+        f"schema {table.schema} already has tables ({', '.join(found)}) but no migration history: if migrations "
+        "built them, record that with `migrate-job baseline --version V` (V: the last one applied); to apply "
+        "every migration anyway, set MIGRATE_ALLOW_NON_EMPTY=true (--allow-non-empty); nothing was applied",
+        setting="MIGRATE_ALLOW_NON_EMPTY",
+        tables=found,
+    )
+
+
 def warn_edited(chosen: list[Migration], applied: list[Any], log: Log) -> None:
     """A rollback runs even when a file was edited after it was applied (it must work in an emergency), but says
     so: the down may no longer undo what the up did then."""
@@ -645,13 +663,18 @@ class SchemaLoad:
     versions: list[str]
 
 
-def planned_history(settings: Settings, log: Log, migrations: list[Migration]) -> tuple[list[Any], SchemaLoad | None]:
-    """The history `migrate` would plan with (read-only, no lock), and the schema file it would load first."""
+def planned_history(
+    settings: Settings, log: Log, migrations: list[Migration], *, as_migrate: bool = False
+) -> tuple[list[Any], SchemaLoad | None]:
+    """The history `migrate` would plan with (read-only, no lock), and the schema file it would load first.
+    `as_migrate`: refuse what migrate refuses before planning (a schema with tables but no history)."""
     from job import baseline
 
     conn = db.connect(settings, log, purpose="status")
     try:
         rows, setup = prepare_history(conn, settings, log, migrations, run_id="")
+        if setup is None and as_migrate and not rows and migrations and not settings.allow_non_empty:
+            refuse_unrecorded_schema(conn, table_of(settings))
         if setup is None:
             return rows, None
         # A first-run action on an empty database is the schema file (adopting needs a legacy table).
@@ -687,7 +710,7 @@ def dry_run(
     from job.apply import preview
 
     state = state if state is not None else RunState()
-    applied, load = planned_history(settings, log, migrations)
+    applied, load = planned_history(settings, log, migrations, as_migrate=True)
     replan = partial(
         build_plan, migrations, applied, target=settings.target, allow_out_of_order=settings.allow_out_of_order
     )

@@ -93,6 +93,7 @@ class Settings(BaseSettings):
     statement_timeout: Duration = Field(0.0, validation_alias=AliasChoices("MIGRATE_STATEMENT_TIMEOUT"))
     connect_timeout: Duration = Field(60.0, validation_alias=AliasChoices("MIGRATE_CONNECT_TIMEOUT"))
     allow_out_of_order: bool = Field(False, validation_alias=AliasChoices("MIGRATE_ALLOW_OUT_OF_ORDER"))
+    allow_non_empty: bool = Field(False, validation_alias=AliasChoices("MIGRATE_ALLOW_NON_EMPTY"))
     application_name: str = Field("migrate-job", validation_alias=AliasChoices("MIGRATE_APPLICATION_NAME"))
     applied_by: str = Field("", validation_alias=AliasChoices("MIGRATE_APPLIED_BY"))
     log_format: Literal["auto", "json", "console"] = Field("auto", validation_alias=AliasChoices("MIGRATE_LOG_FORMAT"))

@@ -330,6 +330,23 @@ def taken_back(conn: Connection, table: HistoryTable, versions: list[str]) -> fr
     return frozenset(str(version) for version, event in rows if event == "rolled_back")
 
 
+_UNRECORDED = sql.SQL(
+    "SELECT c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE n.nspname = {schema} AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND c.relname NOT IN ({table}, {log}) "
+    "AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_class'::regclass "
+    "AND d.objid = c.oid AND d.deptype = 'e') ORDER BY c.relname LIMIT 3"
+)
+
+
+def unrecorded_tables(conn: Connection, table: HistoryTable) -> list[str]:
+    """Up to three tables (views, ...) in the history schema other than ours and an extension's: a database
+    that has a schema migrate-job did not record."""
+    query = _UNRECORDED.format(
+        schema=sql.Literal(table.schema), table=sql.Literal(table.table), log=sql.Literal(table.log_table)
+    )
+    return [str(r[0]) for r in conn.execute(query).fetchall()]
+
+
 def ever_written(conn: Connection, table: HistoryTable) -> bool:
     """Whether migrate-job has recorded anything in this database: a history row or an audit event.
 

@@ -126,8 +126,10 @@ def test_forty_databases_and_twenty_tenants_migrate_in_parallel_exactly_once(
 
 
 def test_a_broken_target_fails_alone_and_the_report_names_it(db_url: str, tmp_path: Path) -> None:
-    """One tenant whose schema conflicts with migration 1 fails; the others succeed; exit 8; report says why."""
+    """One tenant whose schema conflicts with migration 1 fails; the others succeed; exit 8; report says why.
+    (MIGRATE_ALLOW_NON_EMPTY: the hand-made table would otherwise be refused before anything runs.)"""
     _, tenants, env = tenant_fleet(tmp_path, db_url, 6)
+    env = {**env, "MIGRATE_ALLOW_NON_EMPTY": "true"}
     query(db_url, "CREATE TABLE tenant_03.accounts (other int)")
     report_file = tmp_path / "report.json"
 

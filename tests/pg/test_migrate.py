@@ -93,6 +93,33 @@ def test_dry_run_prints_sql_and_changes_nothing(db_url: str, tmp_path: Path) -> 
     assert snapshot(db_url) == before
 
 
+def test_a_database_with_tables_but_no_history_is_refused_until_baselined(db_url: str, tmp_path: Path) -> None:
+    """Tables in the history schema that migrate-job never recorded (the schema was built by psql loops): migrate
+    and --dry-run exit 4 naming them and change nothing, as Flyway refuses a non-empty schema; `baseline` records
+    what is there, then migrate applies the rest; MIGRATE_ALLOW_NON_EMPTY applies everything."""
+    folder = write(
+        tmp_path / "migrations",
+        {"1_users.sql": "CREATE TABLE users (id int);\n", "2_teams.sql": "CREATE TABLE teams (id int);\n"},
+    )
+    cli.execute(db_url, "CREATE TABLE users (id int)")  # 1 was applied by hand
+    before = snapshot(db_url)
+    for args in ([], ["--dry-run"]):
+        result = migrate(db_url, folder, *args)
+        assert result.returncode == 4, result.describe()
+        assert "schema public already has tables (users) but no migration history" in result.output
+        assert "baseline --version V" in result.output and "MIGRATE_ALLOW_NON_EMPTY" in result.output
+        assert snapshot(db_url) == before
+    assert cli.run_unattended(db_url, "baseline", "--version", "1", "--dir", str(folder)).returncode == 0
+    result = migrate(db_url, folder)
+    assert result.returncode == 0, result.describe()
+    assert cli.applied_versions(result) == ["2"]
+
+    other = write(tmp_path / "other", {"1_extra.sql": "CREATE TABLE extra (id int);\n"})
+    forced = migrate(db_url, other, MIGRATE_HISTORY_TABLE="other_history", MIGRATE_ALLOW_NON_EMPTY="true")
+    assert forced.returncode == 0, forced.describe()
+    assert cli.applied_versions(forced) == ["1"]
+
+
 def test_target_applies_only_up_to_that_version(db_url: str, tmp_path: Path) -> None:
     """`--target 2` applies versions 1 and 2 and nothing after them."""
     folder = tmp_path / "migrations"

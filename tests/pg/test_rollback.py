@@ -407,12 +407,15 @@ def test_schema_file_is_loaded_on_an_empty_database(db_url: str, other_db_url: s
 
 
 def test_schema_file_is_ignored_on_a_database_that_has_tables(db_url: str, tmp_path: Path) -> None:
-    """On a database that already has a table, schema.sql is ignored and migrations 1-5 run normally."""
+    """On a database that already has a table, schema.sql is ignored: migrate refuses the unrecorded table
+    (exit 4); with MIGRATE_ALLOW_NON_EMPTY migrations 1-5 run normally."""
     folder = write_library(tmp_path / "migrations")
     (folder / "schema.sql").write_text(schema_of_first_three(), encoding="utf-8")
     execute(db_url, "CREATE TABLE app_settings (key text PRIMARY KEY, value text NOT NULL)")
+    refused = migrate(db_url, folder)
+    assert refused.returncode == 4 and "already has tables (app_settings)" in refused.stdout, refused.describe()
 
-    result = migrate(db_url, folder)
+    result = migrate(db_url, folder, MIGRATE_ALLOW_NON_EMPTY="true")
 
     assert result.returncode == 0, result.describe()
     assert result.events("schema.loaded") == []
