@@ -324,19 +324,17 @@ class _Matcher:
 
 
 def _all_before_the_folder(labels: list[str], migrations: list[Migration]) -> bool:
-    """Every unmatched entry is a plain version number below the folder's first one: the schema the database
-    was created with (an `init.sql` that records version 1, a squashed baseline), not files under other names.
-    Then nothing of the folder is applied yet; names that merely fail to match are still refused."""
+    """The unmatched entries are plain version numbers that end right below the folder's first file (1 when
+    the folder starts at 002): the schema the database was created with (an `init.sql` that records version
+    1), not the same migrations under other names. Then nothing of the folder is applied yet. Anything else
+    (names, a gap such as 1-3 before timestamped files, a version inside the folder's range) is still refused."""
     numeric = [m.version for m in migrations if m.version is not None and not m.version.is_lexical]
-    if not numeric:
+    if not numeric or not all(label.strip().isdigit() for label in labels):
         return False
     first = min(numeric)
-    for label in labels:
-        if not label.strip().isdigit():
-            return False
-        if Version.parse(label.strip()) >= first:
-            return False
-    return True
+    if len(first.parts) != 1:
+        return False
+    return max(int(label) for label in labels) == first.parts[0] - 1
 
 
 def _time_column(legacy: Legacy) -> str | None:

@@ -204,8 +204,8 @@ def migrate(settings: Settings, log: Log, state: RunState, run_id: str) -> RunSt
         )
         plan = with_taken_back(replan(), partial(history.taken_back, conn, table), replan, log)
         state.pending = list(plan.pending)  # also when validation fails: run.finished reports the real count
-        if setup is None and not applied and plan.pending and not settings.allow_non_empty:
-            refuse_unrecorded_schema(conn, table)
+        if setup is None and not applied and plan.pending and not settings.allow_non_empty and not hooks.by_event:
+            refuse_unrecorded_schema(conn, table)  # callbacks create objects of their own: not a sign
         log.info(
             "plan",
             pending=[m.key for m in plan.pending],
@@ -469,6 +469,7 @@ def rollback(
     if settings.dry_run:
         current = read_history(settings, log, migrations, schema_file=False)
         chosen = rollback_plan(migrations, current, steps=steps, to=to, name=name, everything=everything)
+        warn_edited(chosen, current, log)
         _print_rollback(chosen, sys.stdout)
         if everything:
             for a in current:
@@ -612,9 +613,10 @@ def warn_edited(chosen: list[Migration], applied: list[Any], log: Log) -> None:
     """A rollback runs even when a file was edited after it was applied (it must work in an emergency), but says
     so: the down may no longer undo what the up did then."""
     recorded = {a.version: a.checksum for a in applied}
+    baselined = {a.version for a in applied if a.source == "baseline"}  # not compared by the plan either
     for m in chosen:
         stored = recorded.get(m.key)
-        if stored and not m.checksum_matches(stored):
+        if stored and not m.checksum_matches(stored) and m.key not in baselined:
             log.warning(
                 "rollback.edited",
                 version=m.key,
@@ -664,16 +666,20 @@ class SchemaLoad:
 
 
 def planned_history(
-    settings: Settings, log: Log, migrations: list[Migration], *, as_migrate: bool = False
+    settings: Settings,
+    log: Log,
+    migrations: list[Migration],
+    *,
+    as_migrate: Callable[[list[Any]], bool] | None = None,
 ) -> tuple[list[Any], SchemaLoad | None]:
     """The history `migrate` would plan with (read-only, no lock), and the schema file it would load first.
-    `as_migrate`: refuse what migrate refuses before planning (a schema with tables but no history)."""
+    `as_migrate(rows)`: True where migrate would refuse a schema with tables but no history (then so does this)."""
     from job import baseline
 
     conn = db.connect(settings, log, purpose="status")
     try:
         rows, setup = prepare_history(conn, settings, log, migrations, run_id="")
-        if setup is None and as_migrate and not rows and migrations and not settings.allow_non_empty:
+        if setup is None and as_migrate is not None and as_migrate(rows):
             refuse_unrecorded_schema(conn, table_of(settings))
         if setup is None:
             return rows, None
@@ -710,7 +716,13 @@ def dry_run(
     from job.apply import preview
 
     state = state if state is not None else RunState()
-    applied, load = planned_history(settings, log, migrations, as_migrate=True)
+
+    def refuses_unrecorded(rows: list[Any]) -> bool:
+        if rows or settings.allow_non_empty or load_callbacks(settings, log).by_event:
+            return False
+        return bool(build_plan(migrations, rows, target=settings.target, allow_out_of_order=True).pending)
+
+    applied, load = planned_history(settings, log, migrations, as_migrate=refuses_unrecorded)
     replan = partial(
         build_plan, migrations, applied, target=settings.target, allow_out_of_order=settings.allow_out_of_order
     )

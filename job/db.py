@@ -51,8 +51,10 @@ _OPTION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 def _unknown_url_options(url: str) -> list[str]:
     """Names in a URL's query that libpq does not know; only names, and only where no secret can be among them.
 
-    libpq's own message is never shown: it can quote the password. A query holding "@" is the rest of a
-    userinfo whose password has a "?" (postgresql://u:pa?ss@host): nothing of it is named then.
+    libpq's own message is never shown: it can quote the password. Nothing is named when part of the query
+    could be a password: a query holding "@" (the rest of a userinfo whose password has a "?",
+    postgresql://u:pa?ss@host), one that sets a password (its value may hold "&", which splits it), or one
+    with a part that is not name=value.
     """
     from urllib.parse import parse_qsl, urlsplit
 
@@ -62,7 +64,8 @@ def _unknown_url_options(url: str) -> list[str]:
         query = urlsplit(url).query
     except ValueError:
         return []
-    if "@" in query:
+    parts = query.split("&")
+    if "@" in query or "pass" in query.lower() or not all("=" in part for part in parts):
         return []
     known = {str(o.keyword.decode()) for o in pq.Conninfo.get_defaults()}
     names = [k for k, _ in parse_qsl(query, keep_blank_values=True)]
@@ -425,6 +428,8 @@ def startup_failure(exc: psycopg.Error, params: dict[str, Any], settings: Settin
     if sslmode in ("require", "verify-ca", "verify-full") and pgconn is not None:
         host, port, hostaddr = (_text(_attr(pgconn, name)) for name in ("host", "port", "hostaddr"))
         rootcert = str(params.get("sslrootcert") or settings.libpq_sslrootcert or "")
+        if "," in str(params.get("host") or "") + str(params.get("hostaddr") or ""):
+            rootcert = ""  # several hosts: the one that failed last says nothing of the others (no verdict)
         problem = _tls_problem(hostaddr or host, host, port, sslmode, rootcert)
         if problem is not None:
             _, origin = tls_choice(settings)
@@ -463,6 +468,16 @@ def _attr(pgconn: Any, name: str) -> Any:
         return None
 
 
+def _is_ip(host: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else ""
 
@@ -493,7 +508,11 @@ def _tls_problem(address: str, host: str, port: str, sslmode: str, rootcert: str
         verifies = Path(rootcert).is_file()  # libpq's `require` with a root certificate file acts as verify-ca
     if verifies:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        context.check_hostname = sslmode == "verify-full"
+        # The host name as OpenSSL checks it; for an IP address libpq also accepts a dNSName or the CN holding it,
+        # which OpenSSL does not: there only the chain is checked (a name libpq rejects stays "unsure").
+        context.check_hostname = sslmode == "verify-full" and not _is_ip(host or address)
+        with contextlib.suppress(ssl.SSLError):
+            context.set_ciphers("DEFAULT:@SECLEVEL=0")  # no key-size verdict stricter than libpq's OpenSSL
         try:
             if rootcert == "system":
                 context.load_default_certs()

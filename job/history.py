@@ -334,7 +334,13 @@ _UNRECORDED = sql.SQL(
     "SELECT c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
     "WHERE n.nspname = {schema} AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND c.relname NOT IN ({table}, {log}) "
     "AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_class'::regclass "
-    "AND d.objid = c.oid AND d.deptype = 'e') ORDER BY c.relname LIMIT 3"
+    "AND d.objid = c.oid AND d.deptype = 'e') "
+    # another migrate-job history or audit table (another tenant's or migration set's): not the app's schema
+    "AND (SELECT count(*) FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND NOT a.attisdropped "
+    "AND a.attname IN ('version', 'checksum', 'status', 'source', 'run_id')) < 5 "
+    "AND (SELECT count(*) FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND NOT a.attisdropped "
+    "AND a.attname IN ('event', 'detail', 'run_id', 'at')) < 4 "
+    "ORDER BY c.relname LIMIT 3"
 )
 
 

@@ -342,14 +342,26 @@ def test_a_database_created_by_init_sql_with_version_1_and_no_file_1_migrates(db
     assert legacy_rows(db_url, "schema_migrations") == legacy_before
 
 
-def test_legacy_versions_at_or_above_the_first_file_that_match_nothing_are_still_refused(
-    db_url: str, tmp_path: Path
+@pytest.mark.parametrize(
+    ("prefixes", "rows"),
+    [
+        pytest.param(["002", "004"], "(3, 'gone')", id="inside the folder's range"),
+        pytest.param(
+            ["20240101120000", "20240102120000"],
+            "(1, 'create accounts'), (2, 'create ledger')",
+            id="the same migrations renumbered as timestamps",
+        ),
+    ],
+)
+def test_legacy_versions_that_match_nothing_are_still_refused_unless_just_below_the_folder(
+    db_url: str, tmp_path: Path, prefixes: list[str], rows: str
 ) -> None:
-    """Only versions below the folder's first file count as the database's initial schema: a legacy version
-    inside the folder's range that names no file (a renamed or deleted file) still stops the switch (exit 4)."""
+    """Only versions ending right below the folder's first file count as the database's initial schema: a
+    legacy version inside the folder's range that names no file (a renamed or deleted file), or versions far
+    below it (files renumbered as timestamps), still stop the switch (exit 4): nothing is re-applied."""
     folder = tmp_path / "migrations"
-    write_accounts(folder, ["002", "004"])
-    execute(db_url, SEED_000_INIT.replace("(1, 'Initial schema')", "(3, 'gone')"))
+    write_accounts(folder, prefixes)
+    execute(db_url, SEED_000_INIT.replace("(1, 'Initial schema')", rows))
     result = run(db_url, "migrate", "--dir", str(folder))
     assert result.returncode == 4, result.describe()
     assert "none of them names a file" in result.error_text(), result.describe()

@@ -419,6 +419,11 @@ def test_the_host_name_is_checked_by_verify_full_only(
             "invalid setting DATABASE_URL: not a valid connection string or URL",
             id="nothing named where the query could hold the password",
         ),
+        pytest.param(
+            "postgresql://app@127.0.0.1:1/app?password=Zq3&xPw",
+            "invalid setting DATABASE_URL: not a valid connection string or URL",
+            id="nothing named when a password value holds an ampersand",
+        ),
     ],
 )
 def test_a_database_url_libpq_cannot_parse(tmp_path: Path, url: str, expected: str) -> None:

@@ -120,6 +120,22 @@ def test_a_database_with_tables_but_no_history_is_refused_until_baselined(db_url
     assert cli.applied_versions(forced) == ["1"]
 
 
+def test_what_migrate_job_itself_left_is_no_reason_to_refuse(db_url: str, tmp_path: Path) -> None:
+    """Another migration set's history and audit tables in the same schema (another MIGRATE_HISTORY_TABLE)
+    do not make the database "non-empty"; nor does --target below the first file make --dry-run refuse."""
+    first = write(tmp_path / "first", {"1_a.sql": "CREATE TABLE a (id int);\n"})
+    assert migrate(db_url, first, MIGRATE_HISTORY_TABLE="first_history").returncode == 0
+    cli.execute(db_url, "DROP TABLE a")  # only first_history and first_history_log are left
+    second = write(tmp_path / "second", {"5_b.sql": "CREATE TABLE b (id int);\n"})
+    result = migrate(db_url, second, MIGRATE_HISTORY_TABLE="second_history")
+    assert result.returncode == 0, result.describe()
+    assert cli.applied_versions(result) == ["5"]
+
+    third = write(tmp_path / "third", {"7_c.sql": "CREATE TABLE c (id int);\n"})
+    dry = migrate(db_url, third, "--dry-run", "--target", "6", MIGRATE_HISTORY_TABLE="third_history")
+    assert dry.returncode == 0, dry.describe()
+
+
 def test_target_applies_only_up_to_that_version(db_url: str, tmp_path: Path) -> None:
     """`--target 2` applies versions 1 and 2 and nothing after them."""
     folder = tmp_path / "migrations"
