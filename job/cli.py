@@ -75,6 +75,8 @@ settings (environment variables; CLI flags win over them; durations: 30, 500ms, 
                                too many connections, starting up/shutting down, database not created yet
   MIGRATE_ALLOW_POOLER         allow a target that looks like PgBouncer/RDS Proxy (default false)
   MIGRATE_ENV                  environment name; `production` is guarded         [--env]
+  MIGRATE_ENV_FILE             variables file read first, the environment winning (default ./.env, as dbmate
+                               and the Node runners; empty: none)
   MIGRATE_CONFIRM_PRODUCTION   yes = confirm changing production (also MIGRATE_CONFIRM) [--yes]
   MIGRATE_PIPELINE             on|off: consecutive transactional migrations in one message (default on)
  fleet (`migrate-job fleet ACTION`)

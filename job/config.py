@@ -500,12 +500,42 @@ def early_log_format(flag: str | None) -> str:
     return value if value in _LOG_FORMATS else "auto"
 
 
+_FROM_ENV_FILE: dict[str, str] = {}  # variable -> the env file that set it
+
+
+def load_env_file() -> None:
+    """dbmate's and the Node runners' `.env`: the variables of ./.env (or MIGRATE_ENV_FILE; empty: none) that the
+    environment does not set are added to it, so every reader (libpq's PG*, pg_dump) sees them as dbmate's
+    do. A missing ./.env is fine; a MIGRATE_ENV_FILE that does not exist is an error (exit 2)."""
+    named = os.environ.get("MIGRATE_ENV_FILE")
+    name = ".env" if named is None else named
+    if not name:
+        return
+    path = Path(name)
+    if not path.is_file():
+        if named:
+            raise ConfigError(f"env file {name} not found (MIGRATE_ENV_FILE)", setting="MIGRATE_ENV_FILE")
+        return
+    from dotenv import dotenv_values
+
+    try:
+        values = dotenv_values(path, interpolate=True)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the env file ({type(exc).__name__})", file=str(path)) from None
+    for key, value in values.items():
+        if value is not None and key not in os.environ:
+            os.environ[key] = value
+            _FROM_ENV_FILE[key] = str(path)
+
+
 def load_settings(**overrides: Any) -> Settings:
-    """Build the frozen settings from CLI overrides (None = not given), the environment and the config file.
+    """Build the frozen settings from CLI overrides (None = not given), the environment (with `.env`, see
+    load_env_file) and the config file.
 
     Raises ConfigError naming the setting (and for file values the file, key and line); the offending
     value is never echoed (it may be a secret).
     """
+    load_env_file()
     given = {k: v for k, v in overrides.items() if v is not None}
     given.setdefault("libpq_env", any(os.environ.get(k) for k in LIBPQ_ENV))
     from_env = _placeholders_from_env()
@@ -564,7 +594,7 @@ def _origins(given: dict[str, Any], file_origin: dict[str, str]) -> dict[str, st
         if name in given and name not in ("libpq_env", "interactive"):
             result[name] = "command line"
         elif set_env:
-            result[name] = f"${set_env}"
+            result[name] = f"${set_env}" + (f" (from {_FROM_ENV_FILE[set_env]})" if set_env in _FROM_ENV_FILE else "")
         elif name in file_origin:
             result[name] = file_origin[name]
         else:

@@ -720,3 +720,32 @@ def test_repair_dry_run_prints_the_repair_and_changes_nothing(db_url: str, tmp_p
     assert result.returncode == 0, result.describe()
     assert "-- would resume version 2 (dup_x), failed at statement 1" in result.stdout
     assert snapshot(db_url) == before
+
+
+# ---------------------------------------------------------------------------- .env
+
+
+def test_dot_env_in_the_working_directory_is_read_as_dbmate_and_node_runners_do(db_url: str, tmp_path: Path) -> None:
+    """Seed 003's `.env` (DATABASE_URL, DATABASE_SSL) configures a run started in its folder; a variable the
+    environment sets wins over the file; config show says where the value came from; MIGRATE_ENV_FILE="" turns
+    it off and a MIGRATE_ENV_FILE that does not exist exits 2."""
+    project = tmp_path / "project"
+    folder = cli.write(project / "migrations", {"1_a.sql": "CREATE TABLE a (id int);\n"})
+    (project / ".env").write_text(
+        f"# the app's settings\nDATABASE_URL={db_url}\nDATABASE_SSL=false\nMIGRATE_LOCK_RETRIES=3\n", encoding="utf-8"
+    )
+
+    result = cli.run(None, "migrate", "--dir", "migrations", cwd=project)
+    assert result.returncode == 0, result.describe()
+    assert cli.applied_versions(result) == ["1"]
+    shown = cli.run(None, "config", "show", "--format", "json", cwd=project, MIGRATE_LOCK_RETRIES="7")
+    assert shown.returncode == 0, shown.describe()
+    settings = json.loads(shown.stdout)["settings"]
+    assert settings["database_url"]["source"] == "$DATABASE_URL (from .env)"
+    assert settings["lock_retries"] == {"value": 7, "source": "$MIGRATE_LOCK_RETRIES"}  # the environment wins
+
+    off = cli.run(None, "status", "--dir", str(folder), cwd=project, MIGRATE_ENV_FILE="")
+    assert off.returncode == 2 and "no database configured" in off.error_text(), off.describe()
+    missing = cli.run(None, "status", cwd=project, MIGRATE_ENV_FILE="deploy/none.env")
+    assert missing.returncode == 2, missing.describe()
+    assert missing.error_text() == "env file deploy/none.env not found (MIGRATE_ENV_FILE)"
