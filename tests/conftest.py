@@ -24,6 +24,8 @@ from tests.pgutil import DevServerFactory, ExternalServer, PgServer, new_databas
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "pg: the test needs a PostgreSQL server")
+    # A developer's own ./.env (DATABASE_URL of their app) must not reach the runs the tests start.
+    os.environ.setdefault("MIGRATE_ENV_FILE", "")
 
 
 def _bindir() -> Path | None:

@@ -51,6 +51,7 @@ def clean_env(database_url: str | None, **extra: str) -> dict[str, str]:
         if not (k.startswith(("PG", "MIGRATE_")) or k in ("DATABASE_URL", "TEST_DATABASE_URL"))
     }
     env["MIGRATE_LOG_FORMAT"] = "json"
+    env["MIGRATE_ENV_FILE"] = ""  # no developer's ./.env (tests of .env set it back)
     env["PYTHONPATH"] = str(ROOT)
     if database_url is not None:
         env["DATABASE_URL"] = database_url

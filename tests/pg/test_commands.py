@@ -735,10 +735,12 @@ def test_dot_env_in_the_working_directory_is_read_as_dbmate_and_node_runners_do(
         f"# the app's settings\nDATABASE_URL={db_url}\nDATABASE_SSL=false\nMIGRATE_LOCK_RETRIES=3\n", encoding="utf-8"
     )
 
-    result = cli.run(None, "migrate", "--dir", "migrations", cwd=project)
+    env = cli.clean_env(None)
+    del env["MIGRATE_ENV_FILE"]  # the default: ./.env
+    result = cli.run_cli("migrate", "--dir", "migrations", env=env, cwd=project)
     assert result.returncode == 0, result.describe()
     assert cli.applied_versions(result) == ["1"]
-    shown = cli.run(None, "config", "show", "--format", "json", cwd=project, MIGRATE_LOCK_RETRIES="7")
+    shown = cli.run_cli("config", "show", "--format", "json", env={**env, "MIGRATE_LOCK_RETRIES": "7"}, cwd=project)
     assert shown.returncode == 0, shown.describe()
     settings = json.loads(shown.stdout)["settings"]
     assert settings["database_url"]["source"] == "$DATABASE_URL (from .env)"
