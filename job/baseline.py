@@ -23,15 +23,6 @@ from job.sqlscan import SqlSyntaxError, line_col, split
 _BASELINE = re.compile(r"^[ \t]*--[ \t]*migrate-job:[ \t]*baseline[ \t]*[= \t][ \t]*(?P<v>[0-9][0-9._]*)", re.I | re.M)
 _META = re.compile(r"^\\.*$", re.M)  # psql meta-commands such as pg_dump's \restrict lines
 
-_USER_RELATIONS = """
-SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
-  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%%'
-  AND n.nspname NOT LIKE 'pg\\_temp%%' AND NOT (n.nspname = %s AND c.relname IN (%s, %s))
-  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
-                  AND d.deptype = 'i' AND d.refobjid = to_regclass(%s))
-"""
-
 
 def baseline_rows(migrations: list[Migration], upto: Version, existing: list[Applied], source: str) -> list[Applied]:
     """History rows for every versioned migration <= upto that is not recorded yet. Pure."""
@@ -88,9 +79,8 @@ def covered_rows(path: Path, migrations: list[Migration], configured_version: st
 
 
 def database_is_empty(conn: Connection, table: HistoryTable) -> bool:
-    log = '"' + table.schema.replace('"', '""') + '"."' + table.log_table.replace('"', '""') + '"'
-    row = conn.execute(_USER_RELATIONS, (table.schema, table.table, table.log_table, log)).fetchone()
-    return row is not None and int(row[0]) == 0
+    """No relation of the application's in any schema (migrate-job's own and extensions' do not count)."""
+    return not history.user_relations(conn, table, history_schema_only=False, limit=1)
 
 
 def load_schema(

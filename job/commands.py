@@ -199,13 +199,16 @@ def migrate(settings: Settings, log: Log, state: RunState, run_id: str) -> RunSt
     with locked_session(settings, log) as (conn, lock):
         applied, setup = prepare_history(conn, settings, log, migrations, run_id)
         state.version_before = highest_version(applied)
-        replan = partial(
-            build_plan, migrations, applied, target=settings.target, allow_out_of_order=settings.allow_out_of_order
+        plan = with_taken_back(
+            partial(
+                build_plan, migrations, applied, target=settings.target, allow_out_of_order=settings.allow_out_of_order
+            ),
+            partial(history.taken_back, conn, table),
+            log,
         )
-        plan = with_taken_back(replan(), partial(history.taken_back, conn, table), replan, log)
         state.pending = list(plan.pending)  # also when validation fails: run.finished reports the real count
-        if setup is None and not applied and plan.pending and not settings.allow_non_empty and not hooks.by_event:
-            refuse_unrecorded_schema(conn, table)  # callbacks create objects of their own: not a sign
+        if setup is None and not applied:
+            refuse_unrecorded_schema(plan, settings, hooks, table, partial(unrecorded_tables, conn, table))
         log.info(
             "plan",
             pending=[m.key for m in plan.pending],
@@ -593,19 +596,30 @@ def read_history(
         conn.close()
 
 
-def refuse_unrecorded_schema(conn: db.Connection, table: history.HistoryTable) -> None:
-    """A database whose history schema has tables but migrate-job has recorded nothing (no history, no legacy
-    table adopted, no schema file loaded) was built some other way: applying every migration would run them
-    again. Refused, as Flyway refuses a non-empty schema without its history table (exit 4)."""
-    found = history.unrecorded_tables(conn, table)
-    if not found or history.ever_written(conn, table):
+def unrecorded_tables(conn: db.Connection, table: history.HistoryTable) -> list[str]:
+    """The application's tables in the history schema when migrate-job has recorded nothing at all, else []."""
+    found = history.user_relations(conn, table, history_schema_only=True, limit=3)
+    return [] if not found or history.ever_written(conn, table) else found
+
+
+def refuse_unrecorded_schema(
+    plan: Plan, settings: Settings, hooks: Callbacks, table: history.HistoryTable, found: Callable[[], list[str]]
+) -> None:
+    """A first run (no history, no legacy table adopted, no schema file loaded) with something to apply, on a
+    history schema that has tables (`found`, asked only then): the database was built some other way, and
+    applying every migration would run them again. Refused, as Flyway refuses a non-empty schema without its
+    history table (exit 4), unless MIGRATE_ALLOW_NON_EMPTY; not with callbacks (they create objects of their own)."""
+    if not plan.pending or settings.allow_non_empty or hooks.by_event:
+        return
+    tables = found()
+    if not tables:
         return
     raise ValidationFailed(
-        f"schema {table.schema} already has tables ({', '.join(found)}) but no migration history: if migrations "
+        f"schema {table.schema} already has tables ({', '.join(tables)}) but no migration history: if migrations "
         "built them, record that with `migrate-job baseline --version V` (V: the last one applied); to apply "
         "every migration anyway, set MIGRATE_ALLOW_NON_EMPTY=true (--allow-non-empty); nothing was applied",
         setting="MIGRATE_ALLOW_NON_EMPTY",
-        tables=found,
+        tables=tables,
     )
 
 
@@ -625,18 +639,17 @@ def warn_edited(chosen: list[Migration], applied: list[Any], log: Log) -> None:
             )
 
 
-def with_taken_back(
-    plan: Plan, taken_back: Callable[[list[str]], frozenset[str]], rebuild: Callable[..., Plan], log: Log
-) -> Plan:
-    """The plan again when out-of-order pending versions are ones `rollback` took back (`rollback --name` of a
-    migration with later ones applied): re-applying those is what the user asked for, not out of order.
-    The audit table is only read when such a problem exists."""
+def with_taken_back(build: Callable[..., Plan], taken_back: Callable[[list[str]], frozenset[str]], log: Log) -> Plan:
+    """`build()`, or `build(taken_back=…)` when out-of-order pending versions are ones `rollback` took back
+    (`rollback --name` of a migration with later ones applied): re-applying those is what the user asked for,
+    not out of order. The audit table is only read when such a problem exists."""
+    plan = build()
     late = [p.version for p in plan.problems if p.kind == "out_of_order"]
     back = taken_back(late) if late else frozenset()
     if not back:
         return plan
     log.info("plan.reapplying", versions=sorted(back), reason="rolled back while later migrations stayed applied")
-    return rebuild(taken_back=back)
+    return build(taken_back=back)
 
 
 def read_taken_back(settings: Settings, log: Log, versions: list[str]) -> frozenset[str]:
@@ -670,17 +683,17 @@ def planned_history(
     log: Log,
     migrations: list[Migration],
     *,
-    as_migrate: Callable[[list[Any]], bool] | None = None,
+    refuse_unrecorded: Callable[[Callable[[], list[str]]], None] | None = None,
 ) -> tuple[list[Any], SchemaLoad | None]:
     """The history `migrate` would plan with (read-only, no lock), and the schema file it would load first.
-    `as_migrate(rows)`: True where migrate would refuse a schema with tables but no history (then so does this)."""
+    `refuse_unrecorded(found)`: on a first run, what migrate refuses (see refuse_unrecorded_schema)."""
     from job import baseline
 
     conn = db.connect(settings, log, purpose="status")
     try:
         rows, setup = prepare_history(conn, settings, log, migrations, run_id="")
-        if setup is None and as_migrate is not None and as_migrate(rows):
-            refuse_unrecorded_schema(conn, table_of(settings))
+        if setup is None and not rows and refuse_unrecorded is not None:
+            refuse_unrecorded(partial(unrecorded_tables, conn, table_of(settings)))
         if setup is None:
             return rows, None
         # A first-run action on an empty database is the schema file (adopting needs a legacy table).
@@ -716,17 +729,20 @@ def dry_run(
     from job.apply import preview
 
     state = state if state is not None else RunState()
+    hooks = load_callbacks(settings, log)
 
-    def refuses_unrecorded(rows: list[Any]) -> bool:
-        if rows or settings.allow_non_empty or load_callbacks(settings, log).by_event:
-            return False
-        return bool(build_plan(migrations, rows, target=settings.target, allow_out_of_order=True).pending)
+    def refuse_unrecorded(found: Callable[[], list[str]]) -> None:  # the first run's plan: nothing recorded
+        first = build_plan(migrations, [], target=settings.target)
+        refuse_unrecorded_schema(first, settings, hooks, table_of(settings), found)
 
-    applied, load = planned_history(settings, log, migrations, as_migrate=refuses_unrecorded)
-    replan = partial(
-        build_plan, migrations, applied, target=settings.target, allow_out_of_order=settings.allow_out_of_order
+    applied, load = planned_history(settings, log, migrations, refuse_unrecorded=refuse_unrecorded)
+    plan = with_taken_back(
+        partial(
+            build_plan, migrations, applied, target=settings.target, allow_out_of_order=settings.allow_out_of_order
+        ),
+        partial(read_taken_back, settings, log),
+        log,
     )
-    plan = with_taken_back(replan(), partial(read_taken_back, settings, log), replan, log)
     state.pending = list(plan.pending)
     for p in plan.problems:
         out.write(f"problem: {p.message}\n")
@@ -741,7 +757,6 @@ def dry_run(
         log.info("schema.would_load", file=str(load.file), baselined=load.versions, dry_run=True)
     if not plan.pending:
         out.write("-- nothing to apply: the database is up to date\n")
-    hooks = load_callbacks(settings, log)
     for event in ("beforeMigrate", "beforeEachMigrate", "afterEachMigrate", "afterMigrate", "afterMigrateError"):
         for cb in hooks.of(event):
             out.write(f"-- callback {event}: {cb.path}\n")
@@ -793,8 +808,11 @@ def validate(settings: Settings, log: Log, out: TextIO) -> Plan:
     migrations = load_files(settings)
     load_callbacks(settings, log)  # a callback that does not parse is exit 4 too
     applied = read_history(settings, log, migrations)
-    replan = partial(build_plan, migrations, applied, allow_out_of_order=settings.allow_out_of_order)
-    plan = with_taken_back(replan(), partial(read_taken_back, settings, log), replan, log)
+    plan = with_taken_back(
+        partial(build_plan, migrations, applied, allow_out_of_order=settings.allow_out_of_order),
+        partial(read_taken_back, settings, log),
+        log,
+    )
     problems = [p.message for p in plan.problems]
     first_file = problem_file(plan)
     for m in plan.pending:

@@ -330,25 +330,37 @@ def taken_back(conn: Connection, table: HistoryTable, versions: list[str]) -> fr
     return frozenset(str(version) for version, event in rows if event == "rolled_back")
 
 
-_UNRECORDED = sql.SQL(
+_USER_RELATIONS = sql.SQL(
     "SELECT c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
-    "WHERE n.nspname = {schema} AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND c.relname NOT IN ({table}, {log}) "
+    "WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND {where} "
+    "AND NOT (n.nspname = {schema} AND c.relname IN ({table}, {log})) "
+    # an extension's objects, and what belongs to a table (its owned sequences, its partitions) count as the
+    # extension or the table
     "AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_class'::regclass "
-    "AND d.objid = c.oid AND d.deptype = 'e') "
+    "AND d.objid = c.oid AND d.deptype IN ('e', 'a', 'i')) "
     # another migrate-job history or audit table (another tenant's or migration set's): not the app's schema
     "AND (SELECT count(*) FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND NOT a.attisdropped "
     "AND a.attname IN ('version', 'checksum', 'status', 'source', 'run_id')) < 5 "
     "AND (SELECT count(*) FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND NOT a.attisdropped "
     "AND a.attname IN ('event', 'detail', 'run_id', 'at')) < 4 "
-    "ORDER BY c.relname LIMIT 3"
+    "ORDER BY n.nspname, c.relname LIMIT {limit}"
+)
+_ANY_USER_SCHEMA = sql.SQL(
+    "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%' "
+    "AND n.nspname NOT LIKE 'pg\\_temp%'"
 )
 
 
-def unrecorded_tables(conn: Connection, table: HistoryTable) -> list[str]:
-    """Up to three tables (views, ...) in the history schema other than ours and an extension's: a database
-    that has a schema migrate-job did not record."""
-    query = _UNRECORDED.format(
-        schema=sql.Literal(table.schema), table=sql.Literal(table.table), log=sql.Literal(table.log_table)
+def user_relations(conn: Connection, table: HistoryTable, *, history_schema_only: bool, limit: int) -> list[str]:
+    """Up to `limit` names of the application's own relations (tables, views, sequences...): none of
+    migrate-job's history and audit tables, no extension's. In the history schema only, or in any schema."""
+    where = sql.SQL("n.nspname = {}").format(sql.Literal(table.schema)) if history_schema_only else _ANY_USER_SCHEMA
+    query = _USER_RELATIONS.format(
+        where=where,
+        schema=sql.Literal(table.schema),
+        table=sql.Literal(table.table),
+        log=sql.Literal(table.log_table),
+        limit=sql.Literal(limit),
     )
     return [str(r[0]) for r in conn.execute(query).fetchall()]
 
